@@ -1,0 +1,41 @@
+"""Redis key names. Pure.
+
+Every key of a tenant carries the tenant in a hash tag (``{tenant}``) so all of
+a tenant's keys live in one Redis Cluster slot and multi-key commands and Lua
+scripts on them stay legal in a cluster.
+"""
+
+from __future__ import annotations
+
+TENANTS = "tw:tenants"  # set of tenants that have produced events (worker discovery)
+PERSIST_GROUP = "persist"  # consumer group of the persistence workers
+ENTRY_FIELD = "e"  # the stream entry field holding a StreamEvent JSON
+
+
+def events_stream(tenant: str) -> str:
+    """Stream of StreamEvent entries of one tenant."""
+    return f"tw:{{{tenant}}}:events"
+
+
+def dead_letter_stream(tenant: str) -> str:
+    """Stream of DeadLetter entries of one tenant."""
+    return f"tw:{{{tenant}}}:dead"
+
+
+def live_hash(tenant: str) -> str:
+    """Hash agent_id -> LiveState JSON of one tenant."""
+    return f"tw:{{{tenant}}}:live"
+
+
+def live_channel(tenant: str) -> str:
+    """Pub/sub channel on which every LiveState change of a tenant is published."""
+    return f"tw:{{{tenant}}}:live"
+
+
+def tenant_of(key: str) -> str:
+    """The tenant named by a key's hash tag: ``tw:{acme}:events`` -> ``acme``."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    if start < 0 or end < 0:
+        raise ValueError(f"expected a key with a {{tenant}} hash tag, got {key!r}")
+    return key[start + 1 : end]

@@ -1,0 +1,50 @@
+"""Settings of the server programs (up, gateway, worker, dashboard), from ``TELEWORK_*``."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+
+from telework.config import SettingsModel, load
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("telework-supporter", appauthor=False))
+
+
+class ServerSettings(SettingsModel):
+    """One object for every server process; see the README's settings table."""
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    redis_url: str | None = None  # unset: embedded redis-server in data_dir
+    database_url: str | None = None  # unset: SQLite (WAL) in data_dir
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8700, ge=0, le=65535)
+    heartbeat_timeout_s: float = Field(default=15.0, gt=0)
+    max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
+    stream_maxlen: int = Field(default=1_000_000, ge=1000)
+    auth_cache_s: float = Field(default=30.0, ge=0)
+
+    worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    worker_batch: int = Field(default=1000, ge=1, le=10_000)
+    worker_block_ms: int = Field(default=100, ge=1)
+    claim_idle_ms: int = Field(default=30_000, ge=100)
+    claim_interval_s: float = Field(default=10.0, gt=0)
+    max_deliveries: int = Field(default=5, ge=1)
+    tenant_refresh_s: float = Field(default=2.0, gt=0)
+
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=8701, ge=0, le=65535)
+    dashboard_tenant: str = "demo"
+
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+def load_server_settings(**overrides: object) -> ServerSettings:
+    """Read the server settings once at start; raises ConfigError naming a bad key."""
+    return load(ServerSettings, **overrides)

