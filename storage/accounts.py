@@ -118,9 +118,9 @@ def lookup_token(engine: Engine, token: str) -> AgentIdentity | None:
     """The identity behind ``token``, or None when no device has it."""
     with Session(engine) as s:
         row = s.execute(
-            select(AgentDevice, User.name)
-            .outerjoin(User, AgentDevice.user_id == User.id)  # type: ignore[arg-type]
-            .where(AgentDevice.token_hash == hash_token(token))  # type: ignore[arg-type]
+            select(AgentDevice, User.name)  # type: ignore[call-overload]
+            .outerjoin(User, AgentDevice.user_id == User.id)
+            .where(AgentDevice.token_hash == hash_token(token))
         ).first()
     if row is None:
         return None

@@ -47,4 +47,4 @@ class ServerSettings(SettingsModel):
 
 def load_server_settings(**overrides: object) -> ServerSettings:
     """Read the server settings once at start; raises ConfigError naming a bad key."""
-    return load(ServerSettings, **overrides)
+    return load(ServerSettings, None, **overrides)
