@@ -324,6 +324,8 @@ def _validation_error(exc: ValidationError, adapter_tags: tuple[str, ...]) -> Pr
         if not (isinstance(p, str) and p in EVENT_TYPES and i > 0 and isinstance(cleaned[i - 1], int))
     ]
     field = _loc(tuple(cleaned)) or None
+    if field is None:
+        return ProtocolError("invalid_record", str(err["msg"]), None)
     return ProtocolError("invalid_field", f"{field}: {err['msg']}", field)
 
 
