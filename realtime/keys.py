@@ -39,3 +39,16 @@ def tenant_of(key: str) -> str:
     if start < 0 or end < 0:
         raise ValueError(f"expected a key with a {{tenant}} hash tag, got {key!r}")
     return key[start + 1 : end]
+
+
+SETTINGS_CHANNEL_PATTERN = "tw:*:settings"  # matches every tenant's settings_channel
+
+
+def settings_key(tenant: str) -> str:
+    """String holding the AgentSettings JSON of one tenant (absent: defaults)."""
+    return f"tw:{{{tenant}}}:settings"
+
+
+def settings_channel(tenant: str) -> str:
+    """Pub/sub channel on which a tenant's new AgentSettings JSON is published."""
+    return f"tw:{{{tenant}}}:settings"

@@ -6,17 +6,29 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
+@overload
 async def wait_until(
-    predicate: Callable[[], T | Awaitable[T]], timeout: float = 10.0, interval: float = 0.01, what: str = ""
-) -> T:
+    predicate: Callable[[], Awaitable[T]], timeout: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
+
+
+@overload
+async def wait_until(
+    predicate: Callable[[], T], timeout: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
+
+
+async def wait_until(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, what: str = ""
+) -> Any:
     """Poll ``predicate`` (sync or async) until it returns a truthy value; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
-    last: T | None = None
+    last: Any = None
     while True:
         result = predicate()
         last = await result if inspect.isawaitable(result) else result
@@ -27,7 +39,9 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
-def wait_until_sync(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = "") -> T:
+def wait_until_sync(
+    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = ""
+) -> T:
     """Blocking variant for tests without an event loop."""
     deadline = time.monotonic() + timeout
     while True:

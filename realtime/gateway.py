@@ -1,0 +1,422 @@
+"""The gateway: agents' WebSocket sessions -> Redis Streams and live state (Starlette on uvicorn).
+
+Routes: WebSocket ``/v1/agent``, ``GET /healthz`` (process up), ``GET /readyz``
+(Redis answers PING, else 503 with the error).
+
+A session: the first frame must be a supported ``hello`` (else close 1002); its
+token is checked (bad or revoked: close 1008); the agent is marked online in the
+live state and gets a ``welcome`` with its tenant's settings. Each ``events``
+frame becomes one pipelined round trip (an XADD per event with approximate
+MAXLEN, plus the live-state HSET and PUBLISH) and is acked with the batch's
+highest ``seq`` only after that round trip returned. ``heartbeat`` is answered
+with a heartbeat. Bad frames get an ``error`` frame and the session stays up.
+A session silent for ``heartbeat_timeout_s`` is closed with code 4000
+(:data:`realtime.session.CLOSE_HEARTBEAT_TIMEOUT`); when Redis cannot store a
+batch the session is closed with 1011 so the agent reconnects and resends.
+Every session that ends marks its agent offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import redis.asyncio as aioredis
+import uvicorn
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from realtime import keys, live
+from realtime.auth import Authenticator
+from realtime.protocol import (
+    Ack,
+    Events,
+    Heartbeat,
+    LiveState,
+    SettingsPush,
+    StreamEvent,
+    Welcome,
+    WireModel,
+    encode,
+    new_event_id,
+)
+from realtime.session import (
+    CLOSE_HEARTBEAT_TIMEOUT,
+    CLOSE_STORE_UNAVAILABLE,
+    Rejection,
+    close_reason,
+    handle_frame,
+    handle_hello,
+    highest_seq,
+)
+from realtime.tenant_settings import decode_settings, load_settings
+from storage.accounts import AgentIdentity, lookup_token
+from storage.db import check_schema, make_engine, sqlite_url
+from telework.config import ConfigError
+from telework.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+REDIS_POOL_SIZE = 64  # sessions wait for a pooled connection instead of failing with "Too many connections"
+PUSH_TIMEOUT_S = 5.0  # a settings push to one slow session gives up after this
+READY_TIMEOUT_S = 2.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def ws_max_size(max_frame_bytes: int) -> int:
+    """The WebSocket library's message limit: well above ours, so the gateway answers oversize frames."""
+    return max(4 * max_frame_bytes, max_frame_bytes + 1024 * 1024)
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A client over a blocking pool: a burst of sessions queues for connections rather than erroring."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_POOL_SIZE, timeout=10, decode_responses=True, socket_connect_timeout=5
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+class StoreUnavailable(RuntimeError):
+    """Redis did not take a batch; the session ends and the agent resends it."""
+
+
+@dataclass(eq=False)
+class Connection:
+    """One open agent session."""
+
+    websocket: WebSocket
+    session_id: str
+    identity: AgentIdentity
+    live: LiveState
+
+    @property
+    def log_extra(self) -> dict[str, str]:
+        return {
+            "tenant": self.identity.tenant,
+            "agent_id": self.identity.agent_id,
+            "session_id": self.session_id,
+        }
+
+    async def send(self, frame: WireModel) -> None:
+        await self.websocket.send_text(encode(frame))
+
+
+class Gateway:
+    """Sessions of one gateway process, and the settings listener that pushes to them."""
+
+    def __init__(self, settings: ServerSettings, redis: aioredis.Redis, auth: Authenticator) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.auth = auth
+        self.sessions: dict[str, set[Connection]] = {}
+        self.subscribed = asyncio.Event()  # set while the settings pattern subscription is live
+
+    # ------------------------------------------------------------ registry
+
+    def _add(self, conn: Connection) -> None:
+        self.sessions.setdefault(conn.identity.tenant, set()).add(conn)
+
+    def _remove(self, conn: Connection) -> None:
+        tenant_sessions = self.sessions.get(conn.identity.tenant)
+        if tenant_sessions is not None:
+            tenant_sessions.discard(conn)
+            if not tenant_sessions:
+                del self.sessions[conn.identity.tenant]
+
+    def _still_connected(self, tenant: str, agent_id: str) -> bool:
+        return any(c.identity.agent_id == agent_id for c in self.sessions.get(tenant, ()))
+
+    def session_count(self) -> int:
+        return sum(len(s) for s in self.sessions.values())
+
+    # ------------------------------------------------------------- session
+
+    async def run_session(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        session_id = str(new_event_id())
+        try:
+            raw = await self._next_frame(websocket)
+        except TimeoutError:
+            await _close(websocket, CLOSE_HEARTBEAT_TIMEOUT, "no hello frame within the heartbeat timeout")
+            return
+        if raw is None:
+            return
+        hello = handle_hello(raw, self.settings.max_frame_bytes)
+        if isinstance(hello, Rejection):
+            log.info("session rejected", extra={"session_id": session_id, "reason": hello.reason})
+            await _close(websocket, hello.close_code, hello.reason)
+            return
+        identity = await self.auth.authenticate(hello.token)
+        if isinstance(identity, Rejection):
+            log.info("session refused", extra={"session_id": session_id, "reason": identity.reason})
+            await _close(websocket, identity.close_code, identity.reason)
+            return
+        try:
+            state = await live.mark_online(
+                self.redis, identity.tenant, identity.agent_id, identity.user, utcnow()
+            )
+            agent_settings = await load_settings(self.redis, identity.tenant)
+        except (RedisError, OSError) as exc:
+            log.error(
+                "redis unavailable at session start", extra={"session_id": session_id, "error": str(exc)}
+            )
+            await _close(websocket, CLOSE_STORE_UNAVAILABLE, f"event store unavailable: {exc}")
+            return
+        conn = Connection(websocket, session_id, identity, state)
+        self._add(conn)
+        log.info("session open", extra={**conn.log_extra, "agent_version": hello.agent_version})
+        try:
+            await conn.send(
+                Welcome(
+                    session_id=session_id,
+                    tenant=identity.tenant,
+                    agent_id=identity.agent_id,
+                    server_time=utcnow(),
+                    settings=agent_settings,
+                )
+            )
+            await self._serve(conn)
+        except WebSocketDisconnect:
+            pass
+        except StoreUnavailable as exc:
+            await _close(websocket, CLOSE_STORE_UNAVAILABLE, str(exc))
+        finally:
+            self._remove(conn)
+            await self._went_away(conn)
+
+    async def _went_away(self, conn: Connection) -> None:
+        log.info("session closed", extra=conn.log_extra)
+        if self._still_connected(conn.identity.tenant, conn.identity.agent_id):
+            return  # the agent already has a newer session on this gateway
+        try:
+            conn.live = await live.mark_offline(self.redis, conn.live, utcnow())
+        except (RedisError, OSError) as exc:
+            log.error("could not mark agent offline", extra={**conn.log_extra, "error": str(exc)})
+
+    async def _next_frame(self, websocket: WebSocket) -> str | bytes | None:
+        """The next frame's data; None when the peer closed; TimeoutError when it stays silent."""
+        async with asyncio.timeout(self.settings.heartbeat_timeout_s):
+            message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        if text is not None:
+            return str(text)
+        return bytes(message.get("bytes") or b"")
+
+    async def _serve(self, conn: Connection) -> None:
+        limit = self.settings.max_frame_bytes
+        while True:
+            try:
+                raw = await self._next_frame(conn.websocket)
+            except TimeoutError:
+                timeout_s = self.settings.heartbeat_timeout_s
+                log.info("heartbeat timeout", extra={**conn.log_extra, "timeout_s": timeout_s})
+                await _close(
+                    conn.websocket,
+                    CLOSE_HEARTBEAT_TIMEOUT,
+                    f"heartbeat timeout: no frame for {self.settings.heartbeat_timeout_s:g}s",
+                )
+                return
+            if raw is None:
+                return
+            frame = handle_frame(raw, limit)
+            if isinstance(frame, Events):
+                await self._store(conn, frame)
+            elif isinstance(frame, Heartbeat):
+                await conn.send(Heartbeat(ts=utcnow()))
+            else:
+                log.info(
+                    "bad frame",
+                    extra={**conn.log_extra, "code": frame.code, "field": frame.field, "why": frame.message},
+                )
+                await conn.send(frame)
+
+    async def _store(self, conn: Connection, frame: Events) -> None:
+        """One round trip: XADD every event and update the live state; then ack."""
+        now = utcnow()
+        tenant, agent_id = conn.identity.tenant, conn.identity.agent_id
+        stream = keys.events_stream(tenant)
+        maxlen = self.settings.stream_maxlen
+        new_live = live.fold(conn.live, frame.events, now)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for event in frame.events:
+                    entry = StreamEvent.model_construct(
+                        tenant=tenant,
+                        agent_id=agent_id,
+                        session_id=conn.session_id,
+                        received_at=now,
+                        event=event,
+                    )
+                    pipe.xadd(stream, {keys.ENTRY_FIELD: encode(entry)}, maxlen=maxlen, approximate=True)
+                if new_live is not conn.live:
+                    live.stage(pipe, new_live)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.error("events not stored", extra={**conn.log_extra, "error": str(exc)})
+            raise StoreUnavailable(close_reason(f"event store unavailable: {exc}")) from exc
+        conn.live = new_live
+        await conn.send(Ack(seq=highest_seq(frame.events)))
+
+    # ------------------------------------------------------------ settings
+
+    async def push_settings(self, tenant: str, frame: SettingsPush) -> int:
+        """Send ``frame`` to every open session of ``tenant``; returns how many got it."""
+        conns = list(self.sessions.get(tenant, ()))
+        results = await asyncio.gather(
+            *(asyncio.wait_for(c.send(frame), PUSH_TIMEOUT_S) for c in conns), return_exceptions=True
+        )
+        failed = sum(1 for r in results if isinstance(r, BaseException))
+        log.info("settings pushed", extra={"tenant": tenant, "sessions": len(conns), "failed": failed})
+        return len(conns) - failed
+
+    async def listen_settings(self) -> None:
+        """Forever: pattern-subscribe to every tenant's settings channel and push what arrives."""
+        delay = 0.5
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.psubscribe(keys.SETTINGS_CHANNEL_PATTERN)
+                async for message in pubsub.listen():
+                    if message["type"] == "psubscribe":
+                        self.subscribed.set()
+                        delay = 0.5
+                    elif message["type"] == "pmessage":
+                        await self._on_settings(str(message["channel"]), message["data"])
+            except (RedisError, OSError) as exc:
+                log.warning(
+                    "settings subscription lost; retrying", extra={"error": str(exc), "retry_s": delay}
+                )
+            finally:
+                self.subscribed.clear()
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)  # back off before resubscribing
+            delay = min(delay * 2, 10.0)
+
+    async def _on_settings(self, channel: str, data: Any) -> None:
+        try:
+            tenant = keys.tenant_of(channel)
+        except ValueError as exc:
+            log.error(
+                "settings message on an unexpected channel", extra={"channel": channel, "error": str(exc)}
+            )
+            return
+        await self.push_settings(tenant, SettingsPush(settings=decode_settings(tenant, data)))
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await websocket.close(code, close_reason(reason))
+
+
+# ------------------------------------------------------------------ app
+
+
+def create_app(settings: ServerSettings) -> Starlette:
+    """The gateway application; Redis, database and listener are set up in its lifespan."""
+    redis_url = settings.redis_url
+    if redis_url is None:
+        raise ConfigError(
+            "TELEWORK_REDIS_URL",
+            "the gateway needs a Redis URL (e.g. redis://127.0.0.1:6379/0), got none; "
+            "`telework up` starts an embedded Redis and sets it for you",
+        )
+    database_url = settings.database_url or sqlite_url(settings.data_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = make_engine(database_url)
+        redis = redis_client(redis_url)
+        listener: asyncio.Task[None] | None = None
+        try:
+            await asyncio.to_thread(check_schema, engine)
+            auth = Authenticator(partial(lookup_token, engine), settings.auth_cache_s)
+            gateway = Gateway(settings, redis, auth)
+            app.state.gateway = gateway
+            listener = asyncio.create_task(gateway.listen_settings(), name="settings-listener")
+            log.info("gateway started", extra={"redis": _safe_url(redis_url)})
+            yield
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+            await redis.aclose()
+            engine.dispose()
+            log.info("gateway stopped")
+
+    async def agent_endpoint(websocket: WebSocket) -> None:
+        await websocket.app.state.gateway.run_session(websocket)
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        gateway: Gateway = request.app.state.gateway
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await gateway.redis.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            return JSONResponse(
+                {"status": "unavailable", "error": f"redis: {type(exc).__name__}: {exc}"}, status_code=503
+            )
+        return JSONResponse({"status": "ready", "sessions": gateway.session_count()})
+
+    routes = [
+        WebSocketRoute("/v1/agent", agent_endpoint),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def uvicorn_config(app: Starlette, settings: ServerSettings) -> uvicorn.Config:
+    """How the gateway runs on uvicorn (shared by :func:`serve`, ``telework up`` and the tests)."""
+    return uvicorn.Config(
+        app,
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        ws="websockets-sansio",
+        ws_max_size=ws_max_size(settings.max_frame_bytes),
+        ws_per_message_deflate=False,  # small JSON frames; deflate would cost CPU and memory per session
+        lifespan="on",
+        log_config=None,  # logging is configured by the CLI
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def serve(settings: ServerSettings) -> None:
+    """Run the gateway until SIGINT/SIGTERM (uvicorn handles both and stops cleanly)."""
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    server.run()
+    if not server.started:
+        raise RuntimeError(
+            f"gateway did not start on {settings.gateway_host}:{settings.gateway_port}; see the log above"
+        )
+
+
+def _safe_url(url: str) -> str:
+    head, sep, tail = url.rpartition("@")
+    if not sep:
+        return url
+    scheme, _, _creds = head.partition("://")
+    return f"{scheme}://***@{tail}"
