@@ -187,6 +187,7 @@ class Gateway:
                     agent_id=identity.agent_id,
                     server_time=utcnow(),
                     settings=agent_settings,
+                    last_seq=state.last_seq,
                 )
             )
             await self._serve(conn)

@@ -180,6 +180,9 @@ class Welcome(WireModel):
     agent_id: str
     server_time: AwareDatetime
     settings: AgentSettings
+    # The highest sequence number the server has received from this agent; an agent
+    # without a persistent spool continues its numbering after it.
+    last_seq: int = Field(default=0, ge=0)
 
 
 class Events(WireModel):
