@@ -65,7 +65,8 @@ class EmbeddedRedis:
             "--protected-mode", "yes",
             "--logfile", str(self.folder / "redis.log"),
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        # Own session: a Ctrl-C to `up` must not stop Redis before the processes using it.
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,0 +1,100 @@
+"""In-memory outbox of an agent session. Pure: no I/O.
+
+Every event gets the next per-agent sequence number (1, 2, 3, ...) and stays in
+the outbox until an ``ack`` with ``seq >= its seq`` arrives (acks are cumulative).
+After a reconnect :meth:`Outbox.rewind` makes every unacked event due again, in
+order. The persistent on-disk spool (events survive an agent restart) is a later
+issue; this outbox lives as long as the process.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+EVENTS_FRAME_HEAD = '{"type":"events","events":['
+EVENTS_FRAME_TAIL = "]}"
+
+
+@dataclass(frozen=True)
+class Pending:
+    seq: int
+    text: str  # the event's JSON, encoded once when it was queued
+
+
+class Outbox:
+    """Queued and in-flight events, oldest first."""
+
+    def __init__(self, first_seq: int = 1) -> None:
+        if first_seq < 1:
+            raise ValueError(f"first_seq: expected >= 1, got {first_seq}")
+        self._items: deque[Pending] = deque()
+        self.next_seq = first_seq
+        self.acked = first_seq - 1  # highest acked seq
+        self.sent = first_seq - 1  # highest seq sent on the current connection
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def take_seq(self) -> int:
+        """Reserve the next sequence number for an event about to be queued."""
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+    def push(self, seq: int, text: str) -> None:
+        expected = self._items[-1].seq + 1 if self._items else self.acked + 1
+        if seq < expected or seq >= self.next_seq:
+            raise ValueError(f"seq: expected {expected} (next in order), got {seq}")
+        self._items.append(Pending(seq, text))
+
+    @property
+    def unsent(self) -> int:
+        return (self._items[-1].seq - self.sent) if self._items else 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.sent - self.acked
+
+    def next_batch(self, max_events: int, max_bytes: int, window: int) -> list[Pending]:
+        """The next events to send (not yet sent on this connection), in order.
+
+        At most ``max_events`` events, whose JSON fits ``max_bytes`` in one frame
+        (always at least one event), and no more than ``window`` unacked in flight.
+        Marks them sent.
+        """
+        room = min(max_events, window - self.in_flight)
+        if room <= 0 or not self._items:
+            return []
+        start = self.sent + 1 - self._items[0].seq
+        batch: list[Pending] = []
+        size = len(EVENTS_FRAME_HEAD) + len(EVENTS_FRAME_TAIL)
+        for i in range(max(start, 0), len(self._items)):
+            item = self._items[i]
+            size += len(item.text.encode()) + (1 if batch else 0)  # "," between events
+            if batch and (len(batch) >= room or size > max_bytes):
+                break
+            batch.append(item)
+        if batch:
+            self.sent = batch[-1].seq
+        return batch
+
+    def ack(self, seq: int) -> int:
+        """Drop every event with seq <= ``seq``; returns how many were dropped."""
+        dropped = 0
+        while self._items and self._items[0].seq <= seq:
+            self._items.popleft()
+            dropped += 1
+        if seq > self.acked:
+            self.acked = min(seq, self.next_seq - 1)
+            self.sent = max(self.sent, self.acked)
+        return dropped
+
+    def rewind(self) -> None:
+        """A new connection: everything not acked is due again."""
+        self.sent = self.acked
+
+
+def events_frame(batch: list[Pending]) -> str:
+    """The ``events`` frame text for ``batch`` (same JSON as encode(Events(...)))."""
+    return EVENTS_FRAME_HEAD + ",".join(p.text for p in batch) + EVENTS_FRAME_TAIL

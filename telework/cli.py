@@ -1,0 +1,375 @@
+"""The ``telework`` command line. Parses arguments and calls the subsystems; no logic of its own.
+
+Server modules are imported inside each command, so ``telework --help`` and
+``telework agent`` work with only the agent's dependencies installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from telework.config import ConfigError
+from telework.settings import ServerSettings, load_server_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+USAGE_ERROR = 2
+
+# Errors an operator can act on: one line on stderr, exit 2. Module -> class names;
+# looked up only in modules already imported (agent installs lack the server modules).
+_USER_ERRORS = {
+    "storage.db": ("SchemaError",),
+    "storage.accounts": ("AccountError",),
+    "realtime.embedded_redis": ("EmbeddedRedisError",),
+    "agent.simulate": ("TokensFileError",),
+    "telework.admin_settings": ("SettingsError",),
+}
+
+
+# admin settings set: flag -> AgentSettings field
+SETTING_FLAGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = (
+    ("--heartbeat-interval", "heartbeat_interval_s", float, "SECONDS", "agent heartbeat interval"),
+    ("--threshold-level", "threshold_level", int, "LEVEL", "face-match threshold level 1-5"),
+    ("--analysis-fps", "analysis_fps", float, "FPS", "camera frames analysed per second"),
+    ("--away-after", "away_after_s", float, "SECONDS", "away after this long without the user's face"),
+    ("--incident-after", "incident_after_s", float, "SECONDS", "incident after this long"),
+    ("--evidence-interval", "evidence_interval_s", float, "SECONDS", "periodic evidence interval"),
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def is_user_error(exc: BaseException) -> bool:
+    if isinstance(exc, ConfigError):
+        return True
+    for module, names in _USER_ERRORS.items():
+        mod = sys.modules.get(module)
+        if mod is not None and any(isinstance(exc, getattr(mod, n)) for n in names):
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------- settings
+
+
+def _server_settings(args: argparse.Namespace, **overrides: object) -> ServerSettings:
+    return load_server_settings(data_dir=getattr(args, "data_dir", None), **overrides)
+
+
+def _log_level(args: argparse.Namespace, default: str = "INFO") -> str:
+    level = args.log_level or os.environ.get("TELEWORK_LOG_LEVEL", "").strip() or default
+    if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("TELEWORK_LOG_LEVEL", f"expected DEBUG, INFO, WARNING or ERROR (got {level!r})")
+    return level.upper()
+
+
+def _setup(args: argparse.Namespace, level: str | None = None) -> None:
+    from telework.logs import setup_logging
+
+    setup_logging(args.log_level or level or _log_level(args))
+
+
+def _database_url(settings: ServerSettings) -> str:
+    from storage.db import sqlite_url
+
+    return settings.database_url or sqlite_url(settings.data_dir.expanduser())
+
+
+# ----------------------------------------------------------------------- commands
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from telework.up import Resolved, run_up
+
+    settings = _server_settings(args)
+    _setup(args, settings.log_level)
+
+    def ready(r: Resolved) -> None:
+        print(
+            f"telework is up.\n  dashboard: {r.dashboard_url}\n  gateway:   {r.gateway_ws_url}\n"
+            f"  data:      {r.data_dir}\nPress Ctrl-C to stop.",
+            flush=True,
+        )
+
+    return run_up(
+        settings, args.demo, args.agents, args.workers, sys.executable, ready, events_per_s=args.events_per_s
+    )
+
+
+def _serve(args: argparse.Namespace, target: Callable[[ServerSettings], None], **overrides: object) -> int:
+    settings = _server_settings(args, **overrides)
+    _setup(args, settings.log_level)
+    target(settings)
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from realtime.gateway import serve
+
+    return _serve(args, serve, gateway_host=args.host, gateway_port=args.port)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.run import run_worker
+
+    return _serve(args, run_worker, worker_name=args.name)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from dashboard.live import serve
+
+    return _serve(
+        args, serve, dashboard_host=args.host, dashboard_port=args.port, dashboard_tenant=args.tenant
+    )
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from storage.db import make_engine, upgrade
+
+    settings = _server_settings(args)
+    _setup(args, settings.log_level)
+    engine = make_engine(_database_url(settings))
+    try:
+        version = upgrade(engine)
+    finally:
+        engine.dispose()
+    print(f"database schema at version {version}")
+    return 0
+
+
+def _admin_engine(args: argparse.Namespace) -> Engine:
+    from storage.db import check_schema, make_engine
+
+    settings = _server_settings(args)
+    _setup(args, "WARNING")
+    engine = make_engine(_database_url(settings))
+    check_schema(engine)
+    return engine
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from storage import accounts
+
+    engine = _admin_engine(args)
+    try:
+        if args.what == "tenant":
+            accounts.create_tenant(engine, args.id, args.name, args.time_zone)
+            print(f"tenant {args.id} created")
+        elif args.what == "user":
+            uid = accounts.create_user(engine, args.tenant, args.login, args.name, args.role)
+            print(f"user {args.login} created in tenant {args.tenant} (id {uid})")
+        elif args.action == "create":
+            token = accounts.create_agent(engine, args.tenant, args.agent_id, args.user)
+            print(f"agent {args.agent_id} created in tenant {args.tenant}; its token (shown only once):")
+            print(token)
+        else:
+            accounts.revoke_agent(engine, args.agent_id)
+            print(f"agent {args.agent_id} revoked")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_admin_settings(args: argparse.Namespace) -> int:
+    from telework.admin_settings import set_tenant_settings
+
+    settings = _server_settings(args)
+    _setup(args, "WARNING")
+    changes = {k: v for k, v in vars(args).items() if k.startswith("s_") and v is not None}
+    result = set_tenant_settings(settings, args.tenant, {k[2:]: v for k, v in changes.items()})
+    print(f"settings of tenant {args.tenant} published: {result.model_dump_json()}")
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from agent.run import run_agent
+
+    _setup(args)
+    return run_agent(args.gateway_url, args.token, args.tokens_file, args.simulate, args.events_per_s)
+
+
+# ------------------------------------------------------------------------ parsing
+
+
+def _data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", type=Path, help="data folder (env TELEWORK_DATA_DIR; default: user data dir)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    root = Parser(
+        prog="telework", description="Telework Supporter: agents, gateway, workers, live dashboard."
+    )
+    root.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (env TELEWORK_LOG_LEVEL; default INFO)",
+    )
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    p = sub.add_parser(
+        "up",
+        help="run every server process (gateway, workers, dashboard) in one command",
+        description="Run gateway, workers and dashboard; embedded Redis and SQLite by default.",
+    )
+    _data_dir(p)
+    p.add_argument("--demo", action="store_true", help="create the demo tenant and run simulated agents")
+    p.add_argument(
+        "--agents", type=_positive_int(0), default=6, help="simulated agents with --demo (default 6)"
+    )
+    p.add_argument("--workers", type=_positive_int(1), default=2, help="worker processes (default 2)")
+    p.add_argument("--events-per-s", type=float, default=1.0, help="events per second per simulated agent")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("gateway", help="run the agent WebSocket gateway", description="Run the gateway.")
+    _data_dir(p)
+    p.add_argument("--host", help="listen address (env TELEWORK_GATEWAY_HOST)")
+    p.add_argument("--port", type=int, help="listen port (env TELEWORK_GATEWAY_PORT)")
+    p.set_defaults(func=cmd_gateway)
+
+    p = sub.add_parser(
+        "worker", help="run a stream consumer that persists events", description="Run a worker."
+    )
+    _data_dir(p)
+    p.add_argument("--name", help="consumer name, unique per worker (env TELEWORK_WORKER_NAME)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("dashboard", help="run the live dashboard", description="Run the live dashboard.")
+    _data_dir(p)
+    p.add_argument("--host", help="listen address (env TELEWORK_DASHBOARD_HOST)")
+    p.add_argument("--port", type=int, help="listen port (env TELEWORK_DASHBOARD_PORT)")
+    p.add_argument("--tenant", help="tenant shown (env TELEWORK_DASHBOARD_TENANT)")
+    p.set_defaults(func=cmd_dashboard)
+
+    db = sub.add_parser("db", help="database schema", description="Database schema commands.")
+    dbs = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND", parser_class=Parser)
+    p = dbs.add_parser(
+        "upgrade", help="create or upgrade the schema", description="Bring the schema up to date."
+    )
+    _data_dir(p)
+    p.set_defaults(func=cmd_db_upgrade)
+
+    _admin_parsers(sub)
+    _agent_parser(sub)
+    return root
+
+
+def _admin_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
+    admin = sub.add_parser(
+        "admin",
+        help="manage tenants, users, agents and settings",
+        description="Manage tenants, users, agent devices and tenant settings.",
+    )
+    objs = admin.add_subparsers(dest="what", required=True, metavar="OBJECT", parser_class=Parser)
+
+    tenant = objs.add_parser("tenant", help="tenants", description="Tenants.")
+    ts = tenant.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    p = ts.add_parser("create", help="create a tenant", description="Create a tenant.")
+    _data_dir(p)
+    p.add_argument("id", help="tenant id (lowercase slug)")
+    p.add_argument("--name", required=True, help="display name")
+    p.add_argument("--time-zone", default="Asia/Tokyo", help="IANA time zone (default Asia/Tokyo)")
+    p.set_defaults(func=cmd_admin)
+
+    user = objs.add_parser("user", help="users", description="Users.")
+    us = user.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    p = us.add_parser("create", help="create a user", description="Create a user in a tenant.")
+    _data_dir(p)
+    p.add_argument("--tenant", required=True, help="tenant id")
+    p.add_argument("login", help="login name")
+    p.add_argument("--name", required=True, help="display name")
+    p.add_argument(
+        "--role", choices=["admin", "manager", "worker"], default="worker", help="role (default worker)"
+    )
+    p.set_defaults(func=cmd_admin)
+
+    agent = objs.add_parser("agent", help="agent devices and tokens", description="Agent devices and tokens.")
+    ag = agent.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    p = ag.add_parser(
+        "create",
+        help="register an agent device and print its token once",
+        description="Register an agent device; its token is printed once (stored hashed).",
+    )
+    _data_dir(p)
+    p.add_argument("--tenant", required=True, help="tenant id")
+    p.add_argument("agent_id", help="agent id (lowercase slug, unique across tenants)")
+    p.add_argument("--user", help="login of the user of this device")
+    p.set_defaults(func=cmd_admin)
+    p = ag.add_parser("revoke", help="revoke an agent's token", description="Revoke an agent device's token.")
+    _data_dir(p)
+    p.add_argument("agent_id", help="agent id")
+    p.set_defaults(func=cmd_admin)
+
+    st = objs.add_parser("settings", help="tenant settings pushed to agents", description="Tenant settings.")
+    ss = st.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    p = ss.add_parser(
+        "set",
+        help="change a tenant's agent settings and push them live",
+        description="Change settings of a tenant's agents; open sessions get them at once.",
+    )
+    _data_dir(p)
+    p.add_argument("--tenant", required=True, help="tenant id")
+    for flag, field, kind, metavar, text in SETTING_FLAGS:
+        p.add_argument(flag, dest="s_" + field, type=kind, metavar=metavar, help=text)
+    p.add_argument("--incident-action", dest="s_incident_action", choices=["log", "lock"], help="on incident")
+    p.set_defaults(func=cmd_admin_settings)
+
+
+def _agent_parser(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "agent",
+        help="run the desktop agent (or simulated agents)",
+        description="Run the agent's session with the gateway.",
+    )
+    p.add_argument("--gateway-url", help="ws(s)://host:port/v1/agent (env TELEWORK_GATEWAY_URL)")
+    p.add_argument("--token", help="agent token (env TELEWORK_AGENT_TOKEN)")
+    p.add_argument("--simulate", action="store_true", help="send scripted teleworker days")
+    p.add_argument(
+        "--tokens-file",
+        type=Path,
+        help="JSON {agent_id: token} or [token]: one simulated agent each (env TELEWORK_AGENT_TOKENS_FILE)",
+    )
+    p.add_argument(
+        "--events-per-s", type=float, help="events per second per agent (env TELEWORK_AGENT_EVENTS_PER_S)"
+    )
+    p.set_defaults(func=cmd_agent)
+
+
+def _positive_int(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``telework`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        print(f"telework {args.command}: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    return code
