@@ -1,0 +1,69 @@
+"""Stream events -> ``event`` rows, inserted in one transaction, idempotently.
+
+``to_row`` is pure. ``persist_batch`` is the only database I/O of the worker:
+one ``INSERT ... ON CONFLICT DO NOTHING`` executed for many rows (the driver's
+executemany: psycopg 3 pipelines it, sqlite3 steps one prepared statement), so
+an event delivered twice is stored once, and the summed rowcount tells the
+caller how many rows were new. (``RETURNING`` would force SQLAlchemy's
+multi-row VALUES rendering, which psycopg parses 5x slower for 1,000-row pages.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.dml import Insert
+
+from realtime.protocol import StreamEvent
+from storage.models import EventRecord
+
+log = logging.getLogger(__name__)
+
+EVENT_TABLE = EventRecord.__table__  # type: ignore[attr-defined]
+
+
+def to_row(entry: StreamEvent, stored_at: datetime) -> dict[str, Any]:
+    """The ``event`` row of one stream entry; datetimes normalised to UTC (SQLite keeps no offset)."""
+    event = entry.event
+    return {
+        "id": str(event.id),
+        "tenant_id": entry.tenant,
+        "agent_id": entry.agent_id,
+        "seq": event.seq,
+        "ts": event.ts.astimezone(UTC),
+        "type": event.type,
+        "payload": event.payload.model_dump(mode="json"),
+        "session_id": entry.session_id,
+        "received_at": entry.received_at.astimezone(UTC),
+        "stored_at": stored_at.astimezone(UTC),
+    }
+
+
+def insert_ignore(dialect_name: str) -> Insert:
+    """``INSERT INTO event ... ON CONFLICT (id) DO NOTHING`` for the engine's dialect."""
+    if dialect_name == "postgresql":
+        stmt: Insert = postgresql.insert(EVENT_TABLE).on_conflict_do_nothing(index_elements=["id"])
+    elif dialect_name == "sqlite":
+        stmt = sqlite.insert(EVENT_TABLE).on_conflict_do_nothing(index_elements=["id"])
+    else:
+        raise ValueError(f"expected a postgresql or sqlite engine, got dialect {dialect_name!r}")
+    # rowcount of an executemany is only kept on request (SQLAlchemy 2.0.28+).
+    return stmt.execution_options(preserve_rowcount=True)
+
+
+def persist_batch(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert ``rows`` in one transaction, ignoring ids already stored; returns how many were new."""
+    if not rows:
+        return 0
+    stmt = insert_ignore(engine.dialect.name)
+    with engine.begin() as conn:
+        result = conn.execute(stmt, list(rows))
+        inserted = result.rowcount
+    if inserted < 0:
+        raise RuntimeError(f"expected the driver to report inserted rows, got rowcount {inserted}")
+    return inserted
