@@ -167,6 +167,11 @@ async def watch_live(redis_url: str, tenant: str, stats: Stats, ready: asyncio.E
         await client.aclose()
 
 
+def cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 def count_events(engine: Engine, tenant: str) -> int:
     with Session(engine) as s:
         return int(
@@ -268,8 +273,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         t_connect = time.monotonic()
         for i, token in enumerate(tokens):
             tasks.append(asyncio.create_task(agent(url, token, per_agent, args.interval, stats, stop)))
-            if i % 50 == 49:
-                await asyncio.sleep(0.05)
+            if i % args.ramp_step == args.ramp_step - 1:
+                await asyncio.sleep(0.1)
         while stats.sessions_open < args.agents:
             failed = [t for t in tasks if t.done() and t.exception()]
             if failed:
@@ -285,14 +290,22 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         acked0, persisted0, t0 = stats.acked, count_events(engine, tenant), time.monotonic()
         rss_samples: list[float] = []
         gateway = psutil.Process(procs[0].pid)
+        watched = {
+            "gateway": [gateway],
+            "workers": [psutil.Process(p.pid) for p in procs[1:]],
+            "load_generator": [psutil.Process()],
+        }
+        cpu0 = {name: sum(cpu_s(p) for p in ps) for name, ps in watched.items()}
         for second in range(int(args.seconds)):
             await asyncio.sleep(1.0)
             rss_samples.append(gateway.memory_info().rss / 2**20)
             if second % 5 == 4:
-                log.info(
-                    "t=%ds acked=%d sessions=%d", second + 1, stats.acked - acked0, stats.sessions_open
-                )
+                log.info("t=%ds acked=%d sessions=%d", second + 1, stats.acked - acked0, stats.sessions_open)
         elapsed = time.monotonic() - t0
+        cpu_pct = {
+            name: round((sum(cpu_s(p) for p in ps) - cpu0[name]) / elapsed * 100, 1)
+            for name, ps in watched.items()
+        }
         acked1, persisted1 = stats.acked, count_events(engine, tenant)
         stats.measuring = False
         held = stats.sessions_open
@@ -318,6 +331,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "p99_event_to_state_ms": round(percentile(lat, 99), 1),
             "latency_samples": len(lat),
             "gateway_rss_mb": round(max(rss_samples), 1),
+            "gateway_cpu_pct_of_core": cpu_pct["gateway"],
+            "workers_cpu_pct_of_core": cpu_pct["workers"],
+            "load_generator_cpu_pct_of_core": cpu_pct["load_generator"],
             "events_sent": stats.sent,
             "events_stored": total,
             "error_frames": stats.errors,
@@ -345,6 +361,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000, help="total events/s offered by all agents")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between an agent's batches")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--ramp-step", type=int, default=20, help="sessions opened per 100 ms")
     parser.add_argument("--redis-url", default=os.environ.get("TELEWORK_BENCH_REDIS_URL"))
     parser.add_argument("--database-url", default=os.environ.get("TELEWORK_BENCH_DATABASE_URL"))
     args = parser.parse_args()

@@ -6,9 +6,10 @@ Routes: WebSocket ``/v1/agent``, ``GET /healthz`` (process up), ``GET /readyz``
 A session: the first frame must be a supported ``hello`` (else close 1002); its
 token is checked (bad or revoked: close 1008); the agent is marked online in the
 live state and gets a ``welcome`` with its tenant's settings. Each ``events``
-frame becomes one pipelined round trip (an XADD per event with approximate
-MAXLEN, plus the live-state HSET and PUBLISH) and is acked with the batch's
-highest ``seq`` only after that round trip returned. ``heartbeat`` is answered
+frame's commands (an XADD per event with approximate MAXLEN, plus the live-state
+HSET and PUBLISH) join the next group-committed pipeline
+(:mod:`realtime.batcher`), and the frame is acked with its highest ``seq`` only
+after that pipeline returned. ``heartbeat`` is answered
 with a heartbeat. Bad frames get an ``error`` frame and the session stays up.
 A session silent for ``heartbeat_timeout_s`` is closed with code 4000
 (:data:`realtime.session.CLOSE_HEARTBEAT_TIMEOUT`); when Redis cannot store a
@@ -39,6 +40,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime import keys, live
 from realtime.auth import Authenticator
+from realtime.batcher import BatcherStopped, Command, WriteBatcher
 from realtime.protocol import (
     Ack,
     Events,
@@ -124,6 +126,7 @@ class Gateway:
         self.auth = auth
         self.sessions: dict[str, set[Connection]] = {}
         self.subscribed = asyncio.Event()  # set while the settings pattern subscription is live
+        self.writer = WriteBatcher(redis)
 
     # ------------------------------------------------------------ registry
 
@@ -248,27 +251,29 @@ class Gateway:
                 await conn.send(frame)
 
     async def _store(self, conn: Connection, frame: Events) -> None:
-        """One round trip: XADD every event and update the live state; then ack."""
+        """XADD every event and update the live state in the next shared pipeline; then ack."""
         now = utcnow()
         tenant, agent_id = conn.identity.tenant, conn.identity.agent_id
         stream = keys.events_stream(tenant)
         maxlen = self.settings.stream_maxlen
         new_live = live.fold(conn.live, frame.events, now)
+        commands: list[Command] = []
+        for event in frame.events:
+            entry = StreamEvent.model_construct(
+                tenant=tenant,
+                agent_id=agent_id,
+                session_id=conn.session_id,
+                received_at=now,
+                event=event,
+            )
+            commands.append(
+                ("XADD", stream, "MAXLEN", "~", maxlen, "*", keys.ENTRY_FIELD, encode(entry))
+            )
+        if new_live is not conn.live:
+            commands.extend(live.commands(new_live))
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for event in frame.events:
-                    entry = StreamEvent.model_construct(
-                        tenant=tenant,
-                        agent_id=agent_id,
-                        session_id=conn.session_id,
-                        received_at=now,
-                        event=event,
-                    )
-                    pipe.xadd(stream, {keys.ENTRY_FIELD: encode(entry)}, maxlen=maxlen, approximate=True)
-                if new_live is not conn.live:
-                    live.stage(pipe, new_live)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
+            await self.writer.submit(commands)
+        except (RedisError, OSError, BatcherStopped) as exc:
             log.error("events not stored", extra={**conn.log_extra, "error": str(exc)})
             raise StoreUnavailable(close_reason(f"event store unavailable: {exc}")) from exc
         conn.live = new_live
@@ -345,12 +350,15 @@ def create_app(settings: ServerSettings) -> Starlette:
         engine = make_engine(database_url)
         redis = redis_client(redis_url)
         listener: asyncio.Task[None] | None = None
+        writer: asyncio.Task[None] | None = None
+        gateway: Gateway | None = None
         try:
             await asyncio.to_thread(check_schema, engine)
             auth = Authenticator(partial(lookup_token, engine), settings.auth_cache_s)
             gateway = Gateway(settings, redis, auth)
             app.state.gateway = gateway
             listener = asyncio.create_task(gateway.listen_settings(), name="settings-listener")
+            writer = asyncio.create_task(gateway.writer.run(), name="redis-writer")
             log.info("gateway started", extra={"redis": _safe_url(redis_url)})
             yield
         finally:
@@ -358,6 +366,9 @@ def create_app(settings: ServerSettings) -> Starlette:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
+            if gateway is not None and writer is not None:
+                gateway.writer.stop()
+                await writer
             await redis.aclose()
             engine.dispose()
             log.info("gateway stopped")

@@ -86,11 +86,19 @@ def went_offline(live: LiveState, now: datetime) -> LiveState:
 # ------------------------------------------------------------------------- I/O
 
 
+def commands(live: LiveState) -> list[tuple[str, ...]]:
+    """The Redis commands that store ``live`` in the tenant's hash and publish it."""
+    data = encode(live)
+    return [
+        ("HSET", keys.live_hash(live.tenant), live.agent_id, data),
+        ("PUBLISH", keys.live_channel(live.tenant), data),
+    ]
+
+
 def stage(pipe: Any, live: LiveState) -> None:
     """Queue the HSET and PUBLISH of ``live`` on a redis pipeline (or client)."""
-    data = encode(live)
-    pipe.hset(keys.live_hash(live.tenant), live.agent_id, data)
-    pipe.publish(keys.live_channel(live.tenant), data)
+    for command in commands(live):
+        pipe.execute_command(*command)
 
 
 async def load(redis: aioredis.Redis, tenant: str, agent_id: str) -> LiveState | None:

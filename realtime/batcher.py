@@ -1,0 +1,115 @@
+"""Group commit of Redis writes: every session's frame joins the next shared pipeline.
+
+With a thousand sessions each sending frames, one pipeline per frame means a
+thousand concurrent round trips fighting over a connection pool. Instead each
+session submits its commands and awaits; a single writer task drains whatever
+is queued, sends it as ONE pipeline over one connection, and resolves every
+submitter's future with its own outcome. Order is kept: frames are written in
+the order they were submitted. A session acks only after its future resolved,
+so an ack still means "the XADD returned".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+Command = tuple[Any, ...]
+
+
+class BatcherStopped(RuntimeError):
+    """The writer is stopping; nothing more is accepted."""
+
+
+@dataclass
+class _Job:
+    commands: Sequence[Command]
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def take_jobs(queue: list[_Job], max_commands: int) -> tuple[list[_Job], list[_Job]]:
+    """Split the queue: whole jobs up to ``max_commands`` commands (at least one job), and the rest."""
+    taken: list[_Job] = []
+    count = 0
+    for index, job in enumerate(queue):
+        if taken and count + len(job.commands) > max_commands:
+            return taken, queue[index:]
+        taken.append(job)
+        count += len(job.commands)
+    return taken, []
+
+
+def first_error(results: Sequence[Any]) -> BaseException | None:
+    return next((r for r in results if isinstance(r, BaseException)), None)
+
+
+class WriteBatcher:
+    """One writer task over a Redis client; ``submit`` returns once the commands were executed."""
+
+    def __init__(self, redis: Any, max_commands: int = 5000) -> None:
+        self.redis = redis
+        self.max_commands = max_commands
+        self._queue: list[_Job] = []
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self.pipelines = 0
+        self.commands = 0
+
+    async def submit(self, commands: Sequence[Command]) -> None:
+        """Queue ``commands`` for the next pipeline; raise the Redis error if any of them failed."""
+        if self._stopping:
+            raise BatcherStopped("gateway is stopping")
+        job = _Job(commands)
+        self._queue.append(job)
+        self._wakeup.set()
+        await job.done
+
+    async def run(self) -> None:
+        """Write until :meth:`stop`; drains what was queued before returning."""
+        while True:
+            if not self._queue:
+                if self._stopping:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            jobs, self._queue = take_jobs(self._queue, self.max_commands)
+            await self._write(jobs)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+
+    async def _write(self, jobs: list[_Job]) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job in jobs:
+                    for command in job.commands:
+                        pipe.execute_command(*command)
+                results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            log.error("pipeline failed", extra={"frames": len(jobs), "error": str(exc)})
+            for job in jobs:
+                if not job.done.done():
+                    job.done.set_exception(exc)
+            return
+        self.pipelines += 1
+        offset = 0
+        for job in jobs:
+            own = results[offset : offset + len(job.commands)]
+            offset += len(job.commands)
+            self.commands += len(own)
+            if job.done.done():  # the submitter was cancelled
+                continue
+            error = first_error(own)
+            if error is None:
+                job.done.set_result(None)
+            else:
+                job.done.set_exception(error)
