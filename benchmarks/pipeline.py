@@ -35,8 +35,8 @@ from pathlib import Path
 import psutil
 import redis.asyncio as aioredis
 import websockets
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from realtime import keys
@@ -52,7 +52,7 @@ from realtime.protocol import (
     new_event_id,
 )
 from storage.accounts import create_agent, create_tenant
-from storage.db import make_engine, normalise_url, sqlite_url, upgrade
+from storage.db import create_database, drop_database, make_engine, sqlite_url, upgrade
 from storage.models import EventRecord
 
 log = logging.getLogger("benchmarks.pipeline")
@@ -204,27 +204,6 @@ async def wait_http(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"gateway on port {port} not ready within {timeout}s")
 
 
-def fresh_postgres(base: str) -> tuple[str, str]:
-    from sqlalchemy import create_engine
-
-    url = make_url(normalise_url(base))
-    name = f"tw_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False), name
-
-
-def drop_postgres(base: str, name: str) -> None:
-    from sqlalchemy import create_engine
-
-    admin = create_engine(make_url(normalise_url(base)), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 async def run(args: argparse.Namespace) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="tw-bench-"))
     embedded: EmbeddedRedis | None = None
@@ -234,7 +213,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         redis_url = embedded.start()
     drop_db: str | None = None
     if args.database_url and args.database_url.startswith(("postgres", "postgresql")):
-        db_url, drop_db = fresh_postgres(args.database_url)
+        drop_db = f"tw_bench_{uuid.uuid4().hex[:8]}"
+        db_url = create_database(args.database_url, drop_db)
         db_kind = "postgresql"
     else:
         db_url = args.database_url or sqlite_url(work)
@@ -349,7 +329,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 p.kill()
         engine.dispose()
         if drop_db:
-            drop_postgres(args.database_url, drop_db)
+            drop_database(args.database_url, drop_db)
         if embedded:
             embedded.stop()
 

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, inspect, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import event, inspect, select, text
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
 from storage.models import SCHEMA_VERSION, SchemaVersion, utcnow
@@ -82,6 +82,28 @@ def check_schema(engine: Engine) -> None:
             f"database {_safe(engine)} is at schema version {version}, this code needs "
             f"{SCHEMA_VERSION}; run `telework db upgrade`"
         )
+
+
+def create_database(server_url: str, name: str) -> str:
+    """Create database ``name`` on the PostgreSQL server of ``server_url``; returns its URL."""
+    url = make_url(normalise_url(server_url))
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop database ``name`` (closing its connections) on the server of ``server_url``."""
+    admin = create_engine(make_url(normalise_url(server_url)), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 def _safe(engine: Engine) -> str:

@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio as aioredis
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from realtime.embedded_redis import EmbeddedRedis
-from storage.db import make_engine, normalise_url, sqlite_url, upgrade
+from storage.db import create_database, drop_database, make_engine, sqlite_url, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 FACES = ROOT.parent / "shared" / "faces"
@@ -56,23 +55,6 @@ async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-def _fresh_postgres(base_url: str) -> tuple[str, str]:
-    url = make_url(normalise_url(base_url))
-    name = f"tw_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False), name
-
-
-def _drop_postgres(base_url: str, name: str) -> None:
-    admin = create_engine(make_url(normalise_url(base_url)), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty, migrated database: SQLite in tmp_path, or a fresh PostgreSQL database."""
@@ -83,7 +65,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         base = os.environ.get("TELEWORK_TEST_DATABASE_URL")
         if not base:
             pytest.skip("TELEWORK_TEST_DATABASE_URL is not set")
-        url, drop = _fresh_postgres(base)
+        drop = f"tw_test_{uuid.uuid4().hex[:12]}"
+        url = create_database(base, drop)
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
@@ -91,7 +74,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         if drop:
-            _drop_postgres(os.environ["TELEWORK_TEST_DATABASE_URL"], drop)
+            drop_database(os.environ["TELEWORK_TEST_DATABASE_URL"], drop)
 
 
 @pytest.fixture
