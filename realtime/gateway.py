@@ -53,6 +53,7 @@ from realtime.protocol import (
     encode,
     new_event_id,
 )
+from realtime.reaper import Reaper
 from realtime.session import (
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_STORE_UNAVAILABLE,
@@ -73,6 +74,7 @@ log = logging.getLogger(__name__)
 REDIS_POOL_SIZE = 64  # sessions wait for a pooled connection instead of failing with "Too many connections"
 PUSH_TIMEOUT_S = 5.0  # a settings push to one slow session gives up after this
 READY_TIMEOUT_S = 2.0
+STALE_FACTOR = 2  # an online state not refreshed for this many heartbeat timeouts is reaped
 
 
 def utcnow() -> datetime:
@@ -242,6 +244,7 @@ class Gateway:
             if isinstance(frame, Events):
                 await self._store(conn, frame)
             elif isinstance(frame, Heartbeat):
+                await self._refresh(conn)
                 await conn.send(Heartbeat(ts=utcnow()))
             else:
                 log.info(
@@ -249,6 +252,15 @@ class Gateway:
                     extra={**conn.log_extra, "code": frame.code, "field": frame.field, "why": frame.message},
                 )
                 await conn.send(frame)
+
+    async def _refresh(self, conn: Connection) -> None:
+        """A heartbeat: move ``last_seen`` in the stored live state (no publish), for the reaper."""
+        conn.live = conn.live.model_copy(update={"last_seen": utcnow()})
+        command = ("HSET", keys.live_hash(conn.identity.tenant), conn.identity.agent_id, encode(conn.live))
+        try:
+            await self.writer.submit([command])
+        except (RedisError, OSError, BatcherStopped) as exc:
+            raise StoreUnavailable(close_reason(f"event store unavailable: {exc}")) from exc
 
     async def _store(self, conn: Connection, frame: Events) -> None:
         """XADD every event and update the live state in the next shared pipeline; then ack."""
@@ -351,6 +363,8 @@ def create_app(settings: ServerSettings) -> Starlette:
         redis = redis_client(redis_url)
         listener: asyncio.Task[None] | None = None
         writer: asyncio.Task[None] | None = None
+        reaping: asyncio.Task[None] | None = None
+        stop_reaper = asyncio.Event()
         gateway: Gateway | None = None
         try:
             await asyncio.to_thread(check_schema, engine)
@@ -359,6 +373,8 @@ def create_app(settings: ServerSettings) -> Starlette:
             app.state.gateway = gateway
             listener = asyncio.create_task(gateway.listen_settings(), name="settings-listener")
             writer = asyncio.create_task(gateway.writer.run(), name="redis-writer")
+            reaper = Reaper(redis, STALE_FACTOR * settings.heartbeat_timeout_s, settings.heartbeat_timeout_s)
+            reaping = asyncio.create_task(reaper.run(stop_reaper, utcnow), name="live-reaper")
             log.info("gateway started", extra={"redis": _safe_url(redis_url)})
             yield
         finally:
@@ -366,6 +382,9 @@ def create_app(settings: ServerSettings) -> Starlette:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
+            stop_reaper.set()
+            if reaping is not None:
+                await reaping
             if gateway is not None and writer is not None:
                 gateway.writer.stop()
                 await writer

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
 import websockets
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from realtime import keys
-from realtime.gateway import create_app
 from realtime.protocol import (
     PROTOCOL_VERSION,
     Events,
@@ -33,6 +29,7 @@ from storage.accounts import create_agent, create_tenant
 from storage.db import make_engine
 from storage.models import EventRecord
 from telework.settings import ServerSettings
+from tests.servers import serving
 from tests.waiting import wait_until
 from workers.consumer import PersistWorker
 
@@ -40,22 +37,6 @@ AGENTS = 20
 EVENTS_PER_AGENT = 1000
 FRAME = 100
 STATES = ("present", "away", "peeking", "impersonation", "camera_blocked")
-
-
-@contextlib.asynccontextmanager
-async def running_gateway(settings: ServerSettings) -> AsyncIterator[int]:
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started or task.done(), timeout=20, what="gateway started")
-    if task.done():
-        task.result()
-    try:
-        yield int(server.servers[0].sockets[0].getsockname()[1])
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 20)
 
 
 async def run_agent(url: str, token: str) -> int:
@@ -114,7 +95,7 @@ async def test_twenty_agents_thousand_events_each_stored_exactly_once(
     ]
     worker_tasks = [asyncio.create_task(w.run(stop)) for w in workers]
     try:
-        async with running_gateway(settings) as port:
+        async with serving(settings) as (_app, port):
             url = f"ws://127.0.0.1:{port}/v1/agent"
             acked = await asyncio.gather(*(run_agent(url, t) for t in tokens))
             assert acked == [EVENTS_PER_AGENT] * AGENTS

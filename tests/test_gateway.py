@@ -21,14 +21,13 @@ from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from realtime import keys, live
 from realtime.auth import Authenticator
-from realtime.gateway import Gateway, create_app, uvicorn_config
+from realtime.gateway import Gateway, create_app
 from realtime.protocol import (
     Ack,
     AgentSettings,
@@ -67,6 +66,7 @@ from storage.accounts import (
 from storage.db import make_engine, sqlite_url, upgrade
 from telework.config import ConfigError
 from telework.settings import ServerSettings
+from tests.servers import serving
 from tests.waiting import wait_until
 
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
@@ -93,24 +93,6 @@ class Running:
     def gateway(self) -> Gateway:
         gateway: Gateway = self.app.state.gateway
         return gateway
-
-
-@asynccontextmanager
-async def serving(settings: ServerSettings) -> AsyncIterator[tuple[Starlette, int]]:
-    """The gateway app on a real uvicorn server on port 0, in this event loop."""
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn_config(app, settings))
-    task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started or task.done(), 15, what="uvicorn started")
-    if task.done():
-        task.result()
-        raise RuntimeError("uvicorn exited before it started")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield app, port
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
 
 
 def provision(database_url: str) -> tuple[str, str, str]:
