@@ -27,7 +27,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
 
 import redis.asyncio as aioredis
 import uvicorn
@@ -63,7 +62,7 @@ from realtime.session import (
     handle_hello,
     highest_seq,
 )
-from realtime.tenant_settings import decode_settings, load_settings
+from realtime.tenant_settings import SettingsListener, load_settings
 from storage.accounts import AgentIdentity, lookup_token
 from storage.db import check_schema, make_engine, sqlite_url
 from telework.config import ConfigError
@@ -127,7 +126,8 @@ class Gateway:
         self.redis = redis
         self.auth = auth
         self.sessions: dict[str, set[Connection]] = {}
-        self.subscribed = asyncio.Event()  # set while the settings pattern subscription is live
+        self.settings_listener = SettingsListener(redis, self.push_settings)
+        self.subscribed = self.settings_listener.subscribed  # set while the subscription is live
         self.writer = WriteBatcher(redis)
 
     # ------------------------------------------------------------ registry
@@ -303,40 +303,6 @@ class Gateway:
         log.info("settings pushed", extra={"tenant": tenant, "sessions": len(conns), "failed": failed})
         return len(conns) - failed
 
-    async def listen_settings(self) -> None:
-        """Forever: pattern-subscribe to every tenant's settings channel and push what arrives."""
-        delay = 0.5
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.psubscribe(keys.SETTINGS_CHANNEL_PATTERN)
-                async for message in pubsub.listen():
-                    if message["type"] == "psubscribe":
-                        self.subscribed.set()
-                        delay = 0.5
-                    elif message["type"] == "pmessage":
-                        await self._on_settings(str(message["channel"]), message["data"])
-            except (RedisError, OSError) as exc:
-                log.warning(
-                    "settings subscription lost; retrying", extra={"error": str(exc), "retry_s": delay}
-                )
-            finally:
-                self.subscribed.clear()
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
-            await asyncio.sleep(delay)  # back off before resubscribing
-            delay = min(delay * 2, 10.0)
-
-    async def _on_settings(self, channel: str, data: Any) -> None:
-        try:
-            tenant = keys.tenant_of(channel)
-        except ValueError as exc:
-            log.error(
-                "settings message on an unexpected channel", extra={"channel": channel, "error": str(exc)}
-            )
-            return
-        await self.push_settings(tenant, SettingsPush(settings=decode_settings(tenant, data)))
-
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
@@ -371,7 +337,7 @@ def create_app(settings: ServerSettings) -> Starlette:
             auth = Authenticator(partial(lookup_token, engine), settings.auth_cache_s)
             gateway = Gateway(settings, redis, auth)
             app.state.gateway = gateway
-            listener = asyncio.create_task(gateway.listen_settings(), name="settings-listener")
+            listener = asyncio.create_task(gateway.settings_listener.run(), name="settings-listener")
             writer = asyncio.create_task(gateway.writer.run(), name="redis-writer")
             reaper = Reaper(redis, STALE_FACTOR * settings.heartbeat_timeout_s, settings.heartbeat_timeout_s)
             reaping = asyncio.create_task(reaper.run(stop_reaper, utcnow), name="live-reaper")

@@ -92,6 +92,12 @@ class AgentSettings(WireModel):
     incident_after_s: float = Field(default=3.0, gt=0)
     evidence_interval_s: float = Field(default=600.0, gt=0)
     incident_action: Literal["log", "lock"] = "log"
+    # Detection tuning (issue 3): how long a peeking face or a covered/unavailable camera must
+    # persist before the state changes, and how large another face must be, relative to the
+    # user's, to count as able to read the screen.
+    peeking_after_s: float = Field(default=1.0, gt=0, le=60)
+    camera_after_s: float = Field(default=2.0, gt=0, le=600)
+    other_face_min_ratio: float = Field(default=0.5, gt=0, le=2)
 
 
 # ------------------------------------------------------------------------ events

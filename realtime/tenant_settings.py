@@ -9,12 +9,17 @@ listens on :data:`realtime.keys.SETTINGS_CHANNEL_PATTERN` and pushes a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from realtime import keys
-from realtime.protocol import AgentSettings, ProtocolError, encode, parse_record
+from realtime.protocol import AgentSettings, ProtocolError, SettingsPush, encode, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +52,46 @@ async def publish_settings(redis: aioredis.Redis, tenant: str, settings: AgentSe
         pipe.publish(keys.settings_channel(tenant), data)
         await pipe.execute()
     log.info("tenant settings published", extra={"tenant": tenant})
+
+
+class SettingsListener:
+    """Pattern-subscribes to every tenant's settings channel and hands each change to ``push``."""
+
+    def __init__(self, redis: aioredis.Redis, push: Callable[[str, SettingsPush], Awaitable[int]]) -> None:
+        self.redis = redis
+        self.push = push
+        self.subscribed = asyncio.Event()  # set while the pattern subscription is live
+
+    async def run(self) -> None:
+        """Forever (until cancelled), resubscribing with backoff when Redis goes away."""
+        delay = 0.5
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.psubscribe(keys.SETTINGS_CHANNEL_PATTERN)
+                async for message in pubsub.listen():
+                    if message["type"] == "psubscribe":
+                        self.subscribed.set()
+                        delay = 0.5
+                    elif message["type"] == "pmessage":
+                        await self._on_message(str(message["channel"]), message["data"])
+            except (RedisError, OSError) as exc:
+                log.warning(
+                    "settings subscription lost; retrying", extra={"error": str(exc), "retry_s": delay}
+                )
+            finally:
+                self.subscribed.clear()
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)  # back off before resubscribing
+            delay = min(delay * 2, 10.0)
+
+    async def _on_message(self, channel: str, data: Any) -> None:
+        try:
+            tenant = keys.tenant_of(channel)
+        except ValueError as exc:
+            log.error(
+                "settings message on an unexpected channel", extra={"channel": channel, "error": str(exc)}
+            )
+            return
+        await self.push(tenant, SettingsPush(settings=decode_settings(tenant, data)))
