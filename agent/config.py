@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -23,6 +24,9 @@ class AgentConfig(SettingsModel):
     agent_backoff_base_s: float = Field(default=0.5, gt=0)
     agent_backoff_cap_s: float = Field(default=30.0, gt=0)
     agent_open_timeout_s: float = Field(default=10.0, gt=0)
+    agent_model_dir: Path | None = None  # face-model packs; unset: <user data dir>/models
+    agent_face_engine: Literal["auto", "dlib", "insightface"] = "auto"  # auto: insightface if pack present
+    agent_model_pack: str = Field(default="buffalo_s", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def load_agent_config(environ: Mapping[str, str] | None = None, **overrides: object) -> AgentConfig:

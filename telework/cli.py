@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from telework.cli_models import add_parsers as add_models_parsers
 from telework.config import ConfigError
 from telework.settings import ServerSettings, load_server_settings
 
@@ -141,10 +142,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     _setup(args, settings.log_level)
     engine = make_engine(_database_url(settings))
     try:
-        version = upgrade(engine)
+        revision = upgrade(engine)
     finally:
         engine.dispose()
-    print(f"database schema at version {version}")
+    print(f"database schema at revision {revision}")
     return 0
 
 
@@ -232,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int(1), default=2, help="worker processes (default 2)")
     p.add_argument("--events-per-s", type=float, default=1.0, help="events per second per simulated agent")
     p.set_defaults(func=cmd_up)
+
+    add_models_parsers(sub, Parser)
 
     p = sub.add_parser("gateway", help="run the agent WebSocket gateway", description="Run the gateway.")
     _data_dir(p)

@@ -47,6 +47,9 @@ HELP_COMMANDS = [
     ["admin", "agent", "revoke"],
     ["admin", "settings"],
     ["admin", "settings", "set"],
+    ["models"],
+    ["models", "fetch"],
+    ["models", "list"],
 ]
 
 
