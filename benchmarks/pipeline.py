@@ -52,8 +52,8 @@ from realtime.protocol import (
     new_event_id,
 )
 from storage.accounts import create_agent, create_tenant
+from storage.activity import EventRecord
 from storage.db import create_database, drop_database, make_engine, sqlite_url, upgrade
-from storage.models import EventRecord
 
 log = logging.getLogger("benchmarks.pipeline")
 ROOT = Path(__file__).resolve().parent.parent

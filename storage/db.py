@@ -1,22 +1,52 @@
-"""Database engines: SQLite (WAL) by default, PostgreSQL through psycopg 3 when configured."""
+"""Database engines and the schema: SQLite (WAL) by default, PostgreSQL through psycopg 3.
+
+The schema is owned by the Alembic migrations shipped in ``storage/migrations``:
+:func:`upgrade` runs ``alembic upgrade head`` programmatically on an engine, and
+:func:`check_schema` stops a server started on a database that is not at head.
+A database created before the migrations (``create_all`` plus a ``schema_version``
+table, no ``alembic_version``) is stamped at revision 0001, which is exactly that
+schema, and upgraded from there.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, inspect, select, text
-from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, SQLModel, create_engine
-
-from storage.models import SCHEMA_VERSION, SchemaVersion, utcnow
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, event, inspect, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlmodel import create_engine
 
 log = logging.getLogger(__name__)
 
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+LEGACY_REVISION = "0001"  # the schema the create_all era produced
+TABLE_MODULES = (
+    "storage.models",
+    "storage.activity",
+    "storage.evidence_models",
+    "storage.planning",
+    "storage.audit_models",
+)
+
 
 class SchemaError(RuntimeError):
-    """The database is not at the schema version this code needs."""
+    """The database is not at the schema revision this code needs."""
+
+
+def import_tables() -> MetaData:
+    """Import every table module; returns the metadata they are registered on."""
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+    from storage.models import METADATA
+
+    return METADATA
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -51,39 +81,6 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
-def upgrade(engine: Engine) -> int:
-    """Bring the schema to :data:`SCHEMA_VERSION`; returns the version now applied."""
-    import storage.models  # noqa: F401  (registers every table)
-
-    SQLModel.metadata.create_all(engine)
-    with Session(engine) as session:
-        row = session.get(SchemaVersion, 1)
-        if row is None:
-            session.add(SchemaVersion(id=1, version=SCHEMA_VERSION, applied_at=utcnow()))
-        elif row.version != SCHEMA_VERSION:
-            row.version = SCHEMA_VERSION
-            row.applied_at = utcnow()
-            session.add(row)
-        session.commit()
-    log.info("database schema at version %s", SCHEMA_VERSION, extra={"url": _safe(engine)})
-    return SCHEMA_VERSION
-
-
-def check_schema(engine: Engine) -> None:
-    """Stop start-up with a clear message when ``telework db upgrade`` has not been run."""
-    if not inspect(engine).has_table("schema_version"):
-        raise SchemaError(
-            f"database {_safe(engine)} has no schema; run `telework db upgrade` first"
-        )
-    with Session(engine) as session:
-        version = session.exec(select(SchemaVersion.version)).scalar_one_or_none()  # type: ignore[call-overload]
-    if version != SCHEMA_VERSION:
-        raise SchemaError(
-            f"database {_safe(engine)} is at schema version {version}, this code needs "
-            f"{SCHEMA_VERSION}; run `telework db upgrade`"
-        )
-
-
 def create_database(server_url: str, name: str) -> str:
     """Create database ``name`` on the PostgreSQL server of ``server_url``; returns its URL."""
     url = make_url(normalise_url(server_url))
@@ -104,6 +101,83 @@ def drop_database(server_url: str, name: str) -> None:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+# ----------------------------------------------------------------- migrations
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config pointing at the packaged migrations, bound to ``connection`` if given."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The revision this code needs (the head of the packaged migrations)."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise SchemaError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's Alembic revision; None when it has none."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Apply the migrations up to ``revision``; returns the revision the database is now at."""
+    with engine.begin() as conn:
+        tables = set(inspect(conn).get_table_names())
+        config = alembic_config(conn)
+        if "schema_version" in tables and "alembic_version" not in tables:
+            log.info(
+                "database predates the migrations; stamping it at revision %s",
+                LEGACY_REVISION,
+                extra={"url": _safe(engine), "revision": LEGACY_REVISION},
+            )
+            command.stamp(config, LEGACY_REVISION)
+        before = MigrationContext.configure(conn).get_current_revision()
+        command.upgrade(config, revision)
+        after = MigrationContext.configure(conn).get_current_revision()
+    log.info(
+        "database schema at revision %s",
+        after,
+        extra={"url": _safe(engine), "from_revision": before, "revision": after},
+    )
+    return after or "base"
+
+
+def downgrade(engine: Engine, revision: str) -> str:
+    """Revert the migrations down to ``revision`` (``base``: an empty database)."""
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), revision)
+        after = MigrationContext.configure(conn).get_current_revision()
+    log.info("database schema at revision %s", after, extra={"url": _safe(engine), "revision": after})
+    return after or "base"
+
+
+def check_schema(engine: Engine) -> None:
+    """Stop start-up with a clear message when ``telework db upgrade`` has not been run."""
+    head = head_revision()
+    current = current_revision(engine)
+    if current == head:
+        return
+    if current is None:
+        if inspect(engine).has_table("schema_version"):
+            raise SchemaError(
+                f"database {_safe(engine)} has the schema of an older release, this code needs "
+                f"revision {head}; run `telework db upgrade`"
+            )
+        raise SchemaError(f"database {_safe(engine)} has no schema; run `telework db upgrade` first")
+    raise SchemaError(
+        f"database {_safe(engine)} is at revision {current}, this code needs {head}; "
+        "run `telework db upgrade`"
+    )
 
 
 def _safe(engine: Engine) -> str:

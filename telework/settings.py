@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from telework.config import SettingsModel, load
 
@@ -43,6 +43,34 @@ class ServerSettings(SettingsModel):
     dashboard_tenant: str = "demo"
 
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    # evidence store and keys (storage/keyring.py, storage/evidence_store.py)
+    master_key: SecretStr | None = None  # base64 of 32 bytes; else master_key_file; else data_dir/master.key
+    master_key_file: Path | None = None
+    evidence_backend: str = Field(default="local", pattern="^(local|s3)$")
+    evidence_dir: Path | None = None  # local backend; unset: data_dir/evidence
+    s3_endpoint_url: str | None = None  # unset: AWS; e.g. http://minio:9000
+    s3_bucket: str = "telework-evidence"
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    evidence_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)  # largest image an agent may upload
+
+    # retention (workers/retention.py)
+    retention_days: int = Field(default=90, ge=1)
+    terminated_erase_days: int = Field(default=30, ge=0)
+    retention_batch: int = Field(default=1000, ge=1, le=100_000)
+    retention_interval_s: float = Field(default=86_400.0, gt=0)
+
+    # interval and incident builder (workers/builder.py)
+    incident_merge_s: float = Field(default=60.0, ge=0)  # same-kind incidents this close merge into one
+    builder_silence_s: float = Field(default=900.0, gt=0)  # offline this long: open intervals closed
+    builder_reconcile_s: float = Field(default=60.0, gt=0)  # how often silent agents are looked for
+
+    # attendance and task rollups (workers/rollup.py)
+    rollup_interval_s: float = Field(default=30.0, gt=0)  # how often changed days are recomputed
+    rollup_catchup_days: int = Field(default=3, ge=0)  # days recomputed for every user at start
+    rollup_lag_s: float = Field(default=120.0, ge=0)  # overlap of incident change scans (late commits)
 
 
 def load_server_settings(**overrides: object) -> ServerSettings:

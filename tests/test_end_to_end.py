@@ -26,8 +26,8 @@ from realtime.protocol import (
     parse_record,
 )
 from storage.accounts import create_agent, create_tenant
+from storage.activity import EventRecord
 from storage.db import make_engine
-from storage.models import EventRecord
 from telework.settings import ServerSettings
 from tests.servers import serving
 from tests.waiting import wait_until

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.sql.dml import Insert
 
 from realtime.protocol import StreamEvent
-from storage.models import EventRecord
+from storage.activity import EventRecord
 
 log = logging.getLogger(__name__)
 

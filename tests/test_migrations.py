@@ -1,0 +1,119 @@
+"""Alembic migrations on SQLite and PostgreSQL: from empty, down and up, and the start-up check."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+from storage.db import (
+    SchemaError,
+    check_schema,
+    current_revision,
+    downgrade,
+    head_revision,
+    import_tables,
+    upgrade,
+)
+from telework.cli import main
+
+TABLES = {
+    "agent_device",
+    "alembic_version",
+    "audit_log",
+    "daily_rollup",
+    "data_key",
+    "event",
+    "evidence_object",
+    "face_template",
+    "incident",
+    "interval",
+    "membership",
+    "schedule",
+    "task",
+    "task_rollup",
+    "tenant",
+    "tw_group",
+    "tw_user",
+}
+
+
+def _url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def test_migrated_database_matches_the_models(engine: Engine) -> None:
+    """After upgrade: revision 0002 (head), every table, no difference from the models, check passes."""
+    assert head_revision() == "0002"
+    assert current_revision(engine) == "0002"
+    assert set(inspect(engine).get_table_names()) == TABLES
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), import_tables()) == []
+    check_schema(engine)
+
+
+def test_downgrade_to_base_and_upgrade_again(engine: Engine) -> None:
+    """Down to base leaves no table (and the exact 'no schema' error); up again restores head."""
+    assert downgrade(engine, "base") == "base"
+    assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+    with pytest.raises(SchemaError) as err:
+        check_schema(engine)
+    assert str(err.value) == f"database {_url(engine)} has no schema; run `telework db upgrade` first"
+    assert upgrade(engine) == "0002"
+    assert set(inspect(engine).get_table_names()) == TABLES
+    check_schema(engine)
+
+
+def test_database_behind_head_names_both_revisions(engine: Engine) -> None:
+    """A database at 0001 stops start-up with both revisions and the command to run."""
+    assert downgrade(engine, "0001") == "0001"
+    with pytest.raises(SchemaError) as err:
+        check_schema(engine)
+    assert str(err.value) == (
+        f"database {_url(engine)} is at revision 0001, this code needs 0002; run `telework db upgrade`"
+    )
+
+
+def test_create_all_era_database_is_stamped_and_upgraded_keeping_rows(engine: Engine) -> None:
+    """A pre-migration database (schema_version, no alembic_version) is named, then upgraded with its rows."""
+    downgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("INSERT INTO schema_version (id, version, applied_at) VALUES (1, 1, '2026-11-01')"))
+        conn.execute(
+            text(
+                "INSERT INTO tenant (id, name, time_zone, created_at) "
+                "VALUES ('acme', 'Acme', 'UTC', '2026-11-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO tw_user (tenant_id, login, name, role, enabled, created_at) "
+                "VALUES ('acme', 'bob', 'Bob', 'worker', true, '2026-11-01')"
+            )
+        )
+    with pytest.raises(SchemaError) as err:
+        check_schema(engine)
+    assert str(err.value) == (
+        f"database {_url(engine)} has the schema of an older release, this code needs revision 0002; "
+        "run `telework db upgrade`"
+    )
+    assert upgrade(engine) == "0002"
+    check_schema(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT login, language, time_zone FROM tw_user")).all()
+    assert [tuple(r) for r in rows] == [("bob", "ja", None)]
+    assert "schema_version" not in inspect(engine).get_table_names()
+
+
+def test_cli_db_upgrade_applies_the_migrations(
+    database_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`telework db upgrade` on a database at 0001 brings it to head and says so."""
+    downgrade(engine, "0001")
+    monkeypatch.setenv("TELEWORK_DATABASE_URL", database_url)
+    assert main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out == "database schema at revision 0002\n"
+    assert current_revision(engine) == "0002"
