@@ -27,8 +27,36 @@ class AgentConfig(SettingsModel):
     agent_model_dir: Path | None = None  # face-model packs; unset: <user data dir>/models
     agent_face_engine: Literal["auto", "dlib", "insightface"] = "auto"  # auto: insightface if pack present
     agent_model_pack: str = Field(default="buffalo_s", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    # offline spool, evidence upload and bandwidth (issue 4: agent/spool.py, agent/bandwidth.py)
+    agent_data_dir: Path | None = None  # spool-v1.sqlite3 lives here; unset: <user data dir>
+    agent_spool_images: int = Field(default=500, ge=1, le=100_000)  # image ring size (camera + screen)
+    agent_upload_kbps: float = Field(default=160.0, gt=0, le=1_000_000)  # image upload pace
+    agent_upload_chunk_bytes: int = Field(default=8192, ge=1024, le=64 * 1024)  # bytes per chunk frame
+    agent_usage_report_s: float = Field(default=600.0, ge=0)  # usage event period; 0: never
 
 
 def load_agent_config(environ: Mapping[str, str] | None = None, **overrides: object) -> AgentConfig:
     """Read the agent's settings once; raises ConfigError naming a bad variable."""
     return load(AgentConfig, environ, **overrides)
+
+
+class MonitorConfig(AgentConfig):
+    """Settings of ``telework agent --source`` (the real pipeline), on top of AgentConfig."""
+
+    agent_source: str | None = None  # webcam[:INDEX] | video:PATH | folder:PATH | scene:demo
+    agent_template: Path | None = None  # the user's face template (telework agent enroll --out)
+    agent_evidence_dir: Path | None = None  # evidence images by sha256; unset: <user data dir>/evidence
+
+
+def load_monitor_config(environ: Mapping[str, str] | None = None, **overrides: object) -> MonitorConfig:
+    """Read the settings of ``telework agent --source``; raises ConfigError naming a bad variable."""
+    return load(MonitorConfig, environ, **overrides)
+
+
+def agent_data_dir(config: AgentConfig) -> Path:
+    """Where the agent keeps its spool: TELEWORK_AGENT_DATA_DIR, else the user's data folder."""
+    if config.agent_data_dir is not None:
+        return config.agent_data_dir.expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("telework"))

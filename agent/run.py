@@ -7,10 +7,17 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.client import SessionOptions
-from agent.config import AgentConfig, load_agent_config
+from agent.config import AgentConfig, MonitorConfig, load_agent_config, load_monitor_config
 from telework.config import ConfigError
+
+if TYPE_CHECKING:
+    from agent.detect.pipeline import Pipeline
+    from agent.face.engine import FaceEngine
+    from agent.face.templates import Template
+    from agent.source_spec import SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +76,8 @@ async def _main(config: AgentConfig, tokens: dict[str, str], simulate: bool) -> 
         sessions = await run_simulation(config.gateway_url, tokens, config.agent_events_per_s, stop, options)
     else:
         log.warning(
-            "no capture pipeline yet (a later issue): holding the session with heartbeats only; "
-            "use --simulate for scripted events"
+            "no --source given: holding the session with heartbeats only; use --source "
+            "webcam[:INDEX] | video:PATH | folder:PATH | scene:demo, or --simulate for scripted events"
         )
         sessions = [AgentSession(config.gateway_url, t, options, name=n) for n, t in tokens.items()]
         runners = [asyncio.create_task(s.run()) for s in sessions]
@@ -83,3 +90,162 @@ async def _main(config: AgentConfig, tokens: dict[str, str], simulate: bool) -> 
     if sessions and all(s.fatal is not None for s in sessions):
         raise ConfigError("TELEWORK_AGENT_TOKEN", f"the gateway refused the session: {sessions[0].fatal}")
     return 0
+
+
+# ------------------------------------------------------------------ real pipeline (issue 3)
+
+
+def demo_template(engine: FaceEngine) -> Template:
+    """The template of scene:demo's user, enrolled from the sample photo (scaled up 3x: it is 112 px)."""
+    import cv2
+    import numpy as np
+
+    from agent.face.enroll import enroll
+    from agent.face.quality import QualityLimits
+    from agent.source_spec import DEMO_USER, sample_images
+
+    photo = cv2.imread(str(sample_images() / DEMO_USER), cv2.IMREAD_COLOR)
+    if photo is None:
+        raise ConfigError("TELEWORK_AGENT_SOURCE", f"scene:demo: cannot read the sample photo {DEMO_USER}")
+    image = np.asarray(cv2.resize(photo, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC), dtype=np.uint8)
+    result = enroll(engine, [(DEMO_USER, image)], QualityLimits(min_face_px=60, min_sharpness=0.0))
+    if result.template is None:
+        reasons = [r.reason for r in result.rejected]
+        raise ConfigError("TELEWORK_AGENT_SOURCE", f"scene:demo: cannot enroll the demo user: {reasons}")
+    return result.template
+
+
+def build_monitor_parts(
+    config: MonitorConfig, source: str, template_path: Path | None
+) -> tuple[Pipeline, SourceSpec]:
+    """The face engine, template and pipeline for ``--source``; ConfigError names what is wrong."""
+    from agent.detect.pipeline import Pipeline
+    from agent.face.select import load_engine
+    from agent.face.templates import Template, TemplateError, best_match
+    from agent.source_spec import SourceSpecError, parse_source
+
+    try:
+        spec = parse_source(source)
+    except SourceSpecError as exc:
+        raise ConfigError("TELEWORK_AGENT_SOURCE", str(exc)) from None
+    engine = load_engine(config.agent_face_engine, config.agent_model_dir, config.agent_model_pack)
+    try:
+        if template_path is not None:
+            template = Template.load(template_path)
+            template.check_engine(engine)
+        elif spec.kind == "scene":
+            template = demo_template(engine)
+        else:
+            raise ConfigError(
+                "TELEWORK_AGENT_TEMPLATE", "required with --source (enroll first: telework agent enroll)"
+            )
+    except TemplateError as exc:
+        raise ConfigError("TELEWORK_AGENT_TEMPLATE", str(exc)) from None
+    return Pipeline(engine, lambda e: best_match(template, e)), spec
+
+
+def run_monitor(
+    gateway_url: str | None,
+    token: str | None,
+    source: str,
+    template: Path | None,
+    evidence_dir: Path | None = None,
+    fast: bool = False,
+) -> int:
+    """``telework agent --source``: the real pipeline on a frame source, events through one session."""
+    config = load_monitor_config(
+        gateway_url=gateway_url,
+        agent_token=token,
+        agent_source=source,
+        agent_template=template,
+        agent_evidence_dir=evidence_dir,
+    )
+    if not config.agent_token:
+        raise ConfigError("TELEWORK_AGENT_TOKEN", "required with --source")
+    pipeline, spec = build_monitor_parts(config, source, config.agent_template)
+    return asyncio.run(_monitor_main(config, pipeline, spec, fast))
+
+
+async def _monitor_main(config: MonitorConfig, pipeline: Pipeline, spec: SourceSpec, fast: bool) -> int:
+    from agent.capture.sources import FrameSourceError
+    from agent.client import AgentSession
+    from agent.evidence import EvidenceStore
+    from agent.monitor import Monitor
+    from agent.source_spec import open_source
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    session = AgentSession(config.gateway_url, config.agent_token or "", options_of(config), name="agent")
+    try:
+        source, reopen = open_source(spec, pipeline.settings.analysis_fps)
+    except FrameSourceError as exc:
+        raise ConfigError("TELEWORK_AGENT_SOURCE", str(exc)) from None
+    folder = config.agent_evidence_dir or default_evidence_dir()
+    monitor = Monitor(session, source, pipeline, EvidenceStore(folder), realtime=not fast, reopen=reopen)
+    log.info(
+        "agent monitoring",
+        extra={"source": config.agent_source, "engine": pipeline.engine.name, "evidence_dir": str(folder)},
+    )
+    runner = asyncio.create_task(session.run())
+    # Start with the server's settings when the gateway answers soon; run offline otherwise.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(config.agent_open_timeout_s):
+            await session.connected.wait()
+    watcher = asyncio.create_task(monitor.run(stop))
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([watcher, runner, waiter], return_when=asyncio.FIRST_COMPLETED)
+    if watcher.done() and not stop.is_set() and session.fatal is None:
+        # The source ended (a file): deliver what was emitted, then stop.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10.0):
+                await session.wait_acked()
+    stop.set()
+    session.stop()
+    waiter.cancel()
+    await asyncio.gather(watcher, runner, waiter, return_exceptions=True)
+    if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
+        raise watcher.exception()  # type: ignore[misc]
+    if session.fatal is not None:
+        raise ConfigError("TELEWORK_AGENT_TOKEN", f"the gateway refused the session: {session.fatal}")
+    return 0
+
+
+def default_evidence_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("telework")) / "evidence"
+
+
+def run_enroll(
+    out: Path, files: list[Path] | None, webcam: int | None, count: int = 5
+) -> tuple[int, list[str]]:
+    """``telework agent enroll``: a template from files or the webcam; (images accepted, rejection lines)."""
+    from agent.capture.sources import FrameSourceError, WebcamSource
+    from agent.face.enroll import ImageLoadError, capture, enroll, load_images
+    from agent.face.select import load_engine
+
+    config = load_agent_config()
+    engine = load_engine(config.agent_face_engine, config.agent_model_dir, config.agent_model_pack)
+    if files:
+        try:
+            result = enroll(engine, load_images(files))
+        except ImageLoadError as exc:
+            raise ConfigError("--from-files", str(exc)) from None
+    else:
+        try:
+            source = WebcamSource(webcam or 0)
+        except FrameSourceError as exc:
+            raise ConfigError("--webcam", str(exc)) from None
+        try:
+            result = capture(engine, source, count)
+        finally:
+            source.close()
+    rejected = [f"{r.name}: {r.reason}" for r in result.rejected]
+    if result.template is None:
+        where = "--from-files" if files else "--webcam"
+        raise ConfigError(where, "no image accepted: " + "; ".join(rejected))
+    result.template.save(out)
+    return len(result.accepted), rejected

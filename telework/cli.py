@@ -127,6 +127,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _serve(args, run_worker, worker_name=args.name)
 
 
+def cmd_builder(args: argparse.Namespace) -> int:
+    from workers.builder import run_builder
+
+    return _serve(args, run_builder)
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from dashboard.live import serve
 
@@ -194,9 +200,22 @@ def cmd_admin_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
+    _setup(args)
+    if getattr(args, "agent_command", None) == "enroll":
+        from agent.run import run_enroll
+
+        accepted, rejected = run_enroll(args.out, args.from_files, args.webcam, args.count)
+        for line in rejected:
+            print(f"rejected {line}")
+        print(f"template with {accepted} image(s) written to {args.out}")
+        return 0
+    source = args.source or os.environ.get("TELEWORK_AGENT_SOURCE", "").strip() or None
+    if source is not None and not args.simulate:
+        from agent.run import run_monitor
+
+        return run_monitor(args.gateway_url, args.token, source, args.template, args.evidence_dir, args.fast)
     from agent.run import run_agent
 
-    _setup(args)
     return run_agent(args.gateway_url, args.token, args.tokens_file, args.simulate, args.events_per_s)
 
 
@@ -248,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir(p)
     p.add_argument("--name", help="consumer name, unique per worker (env TELEWORK_WORKER_NAME)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "builder",
+        help="run the stream consumer that builds intervals and incidents",
+        description="Run the interval and incident builder (one per deployment).",
+    )
+    _data_dir(p)
+    p.set_defaults(func=cmd_builder)
 
     p = sub.add_parser("dashboard", help="run the live dashboard", description="Run the live dashboard.")
     _data_dir(p)
@@ -334,7 +361,8 @@ def _agent_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "agent",
         help="run the desktop agent (or simulated agents)",
-        description="Run the agent's session with the gateway.",
+        description="Run the agent's session with the gateway: the face pipeline on a frame source "
+        "(--source), or scripted events (--simulate).",
     )
     p.add_argument("--gateway-url", help="ws(s)://host:port/v1/agent (env TELEWORK_GATEWAY_URL)")
     p.add_argument("--token", help="agent token (env TELEWORK_AGENT_TOKEN)")
@@ -347,7 +375,39 @@ def _agent_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument(
         "--events-per-s", type=float, help="events per second per agent (env TELEWORK_AGENT_EVENTS_PER_S)"
     )
-    p.set_defaults(func=cmd_agent)
+    p.add_argument(
+        "--source",
+        metavar="SOURCE",
+        help="run the face pipeline on webcam[:INDEX], video:PATH, folder:PATH or scene:demo "
+        "(env TELEWORK_AGENT_SOURCE)",
+    )
+    p.add_argument(
+        "--template", type=Path, help="the user's face template file (env TELEWORK_AGENT_TEMPLATE)"
+    )
+    p.add_argument(
+        "--evidence-dir",
+        type=Path,
+        help="folder for evidence images (env TELEWORK_AGENT_EVIDENCE_DIR; default: user data dir/evidence)",
+    )
+    p.add_argument(
+        "--fast", action="store_true", help="play files and scenes as fast as read, not in real time"
+    )
+    p.set_defaults(func=cmd_agent, agent_command=None)
+    sub2 = p.add_subparsers(dest="agent_command", metavar="COMMAND", parser_class=Parser)
+    e = sub2.add_parser(
+        "enroll",
+        help="make the user's face template from photos or the webcam",
+        description="Enroll the user's face: each image passes a quality gate (one face, large, "
+        "bright and sharp enough); the accepted ones make the template.",
+    )
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-files", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+    src.add_argument(
+        "--webcam", nargs="?", type=int, const=0, metavar="INDEX", help="capture from a camera (default 0)"
+    )
+    e.add_argument("--count", type=_positive_int(1), default=5, help="webcam images to accept (default 5)")
+    e.add_argument("--out", type=Path, required=True, help="template file to write")
+    e.set_defaults(func=cmd_agent)
 
 
 def _positive_int(minimum: int) -> Callable[[str], int]:

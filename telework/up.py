@@ -99,6 +99,7 @@ def plan_children(
         )
         for i in range(1, workers + 1)
     ]
+    specs.append(ChildSpec("builder", [*cmd, "builder"], dict(shared)))
     specs.append(ChildSpec("dashboard", [*cmd, "dashboard"], dict(shared)))
     if demo_tokens_file is not None:
         specs.append(

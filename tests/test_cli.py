@@ -33,6 +33,7 @@ HELP_COMMANDS = [
     ["up"],
     ["gateway"],
     ["worker"],
+    ["builder"],
     ["dashboard"],
     ["db"],
     ["db", "upgrade"],
@@ -261,12 +262,13 @@ RESOLVED = Resolved(
 
 
 def test_plan_children_without_demo() -> None:
-    """Gateway, N workers with distinct names, dashboard; all share the resolved URLs and ports."""
+    """Gateway, N workers with distinct names, builder, dashboard; all share the resolved URLs and ports."""
     specs = plan_children("/py", RESOLVED, 2, "host")
     assert [(s.name, s.argv) for s in specs] == [
         ("gateway", ["/py", "-m", "telework", "gateway"]),
         ("worker-1", ["/py", "-m", "telework", "worker"]),
         ("worker-2", ["/py", "-m", "telework", "worker"]),
+        ("builder", ["/py", "-m", "telework", "builder"]),
         ("dashboard", ["/py", "-m", "telework", "dashboard"]),
     ]
     for spec in specs:
@@ -277,6 +279,7 @@ def test_plan_children_without_demo() -> None:
         None,
         "host-worker-1",
         "host-worker-2",
+        None,
         None,
     ]
 
@@ -308,7 +311,7 @@ def test_plan_children_rejects_zero_workers() -> None:
 def test_stop_waves_agents_first_workers_last() -> None:
     """Stop order: simulated agents, then gateway and dashboard, then the workers."""
     names = [s.name for s in plan_children("/py", RESOLVED, 2, "h", Path("/t.json"))]
-    assert stop_waves(names) == [["agents"], ["gateway", "dashboard"], ["worker-1", "worker-2"]]
+    assert stop_waves(names) == [["agents"], ["gateway", "dashboard"], ["worker-1", "worker-2", "builder"]]
     assert stop_waves(["gateway", "worker-1", "dashboard"]) == [["gateway", "dashboard"], ["worker-1"]]
 
 
@@ -415,7 +418,9 @@ def test_up_on_empty_data_folder_starts_and_stops_cleanly(tmp_path: Path) -> Non
             f"  dashboard: http://127.0.0.1:{dash_port}/\n",
             f"  gateway:   ws://127.0.0.1:{gw_port}/v1/agent\n",
         ]
-        wait_until_sync(lambda: len(up.children()) == 5, 30, what="redis, gateway, worker, dashboard, agents")
+        wait_until_sync(
+            lambda: len(up.children()) == 6, 30, what="redis, gateway, worker, builder, dashboard, agents"
+        )
         children = up.children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log_path.read_text()

@@ -1,0 +1,1 @@
+"""From analysed camera frames to presence states: tracking, classification, state machine."""

@@ -1,0 +1,216 @@
+"""`telework agent --source` / `enroll`: source parsing, live settings, the demo scene, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import redis.asyncio as aioredis
+
+from agent.capture.scene import Appearance, Scene, SceneSource
+from agent.client import AgentSession
+from agent.config import load_monitor_config
+from agent.detect.pipeline import Pipeline
+from agent.evidence import EvidenceStore
+from agent.face.dlib_engine import DlibEngine
+from agent.face.enroll import enroll, load_images
+from agent.face.templates import Template, best_match
+from agent.monitor import Monitor
+from agent.run import build_monitor_parts
+from agent.source_spec import SourceSpec, SourceSpecError, open_source, parse_source
+from realtime.protocol import AgentSettings, IncidentEvent, StateEvent, parse_agent_frame
+from realtime.tenant_settings import publish_settings
+from telework.cli import main
+
+FACES = Path(__file__).resolve().parent.parent.parent / "shared" / "faces"
+
+
+def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("webcam", SourceSpec("webcam")),
+        ("webcam:2", SourceSpec("webcam", index=2)),
+        ("video:/tmp/clip.mp4", SourceSpec("video", path=Path("/tmp/clip.mp4"))),
+        ("folder:frames", SourceSpec("folder", path=Path("frames"))),
+        ("scene:demo", SourceSpec("scene", scene="demo")),
+    ],
+)
+def test_parse_source(text: str, spec: SourceSpec) -> None:
+    """Each --source form parses to its kind, index or path."""
+    assert parse_source(text) == spec
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("webcam:x", "expected a camera index 0, 1, ..., got 'x'"),
+        ("video:", "--source video:PATH: the path is missing"),
+        ("scene:office", "expected one of demo, got 'office'"),
+        ("rtsp://cam", "expected webcam[:INDEX], video:PATH, folder:PATH or scene:demo, got 'rtsp://cam'"),
+    ],
+)
+def test_parse_source_rejects(text: str, message: str) -> None:
+    """A bad --source says what was expected and what arrived."""
+    with pytest.raises(SourceSpecError) as err:
+        parse_source(text)
+    assert message in str(err.value)
+
+
+@pytest.mark.slow
+def test_settings_replaced_between_frames_apply_at_once() -> None:
+    """A shorter away_after_s set on the pipeline mid-absence makes it away at the next frames."""
+    engine = DlibEngine()
+    enrollment = enroll(engine, load_images([FACES / "obama" / "1.jpg"]))
+    assert enrollment.template is not None
+    template: Template = enrollment.template
+    scene = Scene(fps=2.0, duration_s=12.0, appearances=(Appearance(FACES / "obama" / "3.jpg", 0.0, 3.0),))
+    source = SceneSource(scene, detect=DlibEngine(detect_width=2000).detect)
+    pipeline = Pipeline(engine, lambda e: best_match(template, e), AgentSettings(away_after_s=30.0))
+    states = []
+    while (frame := source.read()) is not None:
+        if frame.t == 8.0:
+            pipeline.settings = AgentSettings(away_after_s=4.0)  # as a settings push would
+        result = pipeline.process(frame.t, frame.image)
+        if result.transition is not None:
+            states.append((frame.t, result.transition.state))
+    assert states == [(1.0, "present"), (8.0, "away")]  # gone from 3.0: 5.0 s >= 4.0 at the first push frame
+
+
+@pytest.mark.slow
+def test_demo_scene_plays_every_state(tmp_path: Path) -> None:
+    """scene:demo with the insightface sample faces and the auto/dlib engine goes through every state."""
+    config = load_monitor_config({}, agent_token="t", agent_face_engine="dlib")
+    pipeline, spec = build_monitor_parts(config, "scene:demo", None)
+    source, _ = open_source(spec)
+    session = AgentSession("ws://127.0.0.1:9/v1/agent", "token")
+    store = EvidenceStore(tmp_path, screen=None)
+    asyncio.run(Monitor(session, source, pipeline, store, realtime=False).run(asyncio.Event()))
+    batch = session.outbox.next_batch(10_000, 1 << 30, 10_000)
+    frame = parse_agent_frame('{"type":"events","events":[' + ",".join(p.text for p in batch) + "]}")
+    events = frame.events  # type: ignore[union-attr]
+    states = [
+        (e.payload.trace["observation"]["t"], e.payload.state)
+        for e in events
+        if isinstance(e, StateEvent) and e.payload.trace and "from" in e.payload.trace
+    ]
+    assert states == [
+        (1.0, "present"),
+        (11.0, "peeking"),
+        (19.0, "present"),
+        (55.0, "away"),
+        (63.0, "impersonation"),
+        (69.0, "away"),
+        (71.0, "present"),
+        (82.0, "camera_blocked"),
+        (87.0, "present"),
+        (94.0, "camera_unavailable"),
+        (97.0, "present"),
+    ]
+    starts = [e.payload.kind for e in events if isinstance(e, IncidentEvent) and e.payload.phase == "start"]
+    assert starts == ["peeking", "impersonation", "camera_blocked"]
+
+
+def test_enroll_from_files_writes_template(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`telework agent enroll --from-files` writes the accepted images' template and lists the rejected."""
+    out = tmp_path / "me.json"
+    files = [str(FACES / "obama" / "1.jpg"), str(FACES / "groups" / "two_people.jpg")]
+    code, stdout, _ = _run_cli(["agent", "enroll", "--from-files", *files, "--out", str(out)], capsys)
+    assert code == 0
+    assert stdout.splitlines()[-1] == f"template with 1 image(s) written to {out}"
+    assert stdout.splitlines()[0].startswith(f"rejected {FACES / 'groups' / 'two_people.jpg'}: ")
+    data = json.loads(out.read_text())
+    assert (data["engine"], len(data["embeddings"])) == ("dlib", 1)
+
+
+def test_enroll_missing_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing enrollment file exits 2 naming it; no template is written."""
+    out = tmp_path / "me.json"
+    code, _, err = _run_cli(
+        ["agent", "enroll", "--from-files", str(tmp_path / "nope.jpg"), "--out", str(out)], capsys
+    )
+    assert code == 2
+    assert f"{tmp_path / 'nope.jpg'}: file not found" in err
+    assert not out.exists()
+
+
+def test_source_without_template_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """--source webcam without --template exits 2 saying the template is required."""
+    code, _, err = _run_cli(["agent", "--source", "folder:/tmp", "--token", "t"], capsys)
+    assert code == 2
+    assert "TELEWORK_AGENT_TEMPLATE" in err and "required with --source" in err
+
+
+def test_bad_source_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown --source form exits 2 with the expected forms."""
+    code, _, err = _run_cli(["agent", "--source", "camera", "--token", "t"], capsys)
+    assert code == 2
+    assert "expected webcam[:INDEX], video:PATH, folder:PATH or scene:demo, got 'camera'" in err
+
+
+@pytest.mark.slow
+async def test_cli_source_sends_states_and_incidents_through_gateway(
+    redis_url: str, aredis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """`telework agent --source folder:... --fast` against a real gateway: the tenant's settings apply, states
+    and the peeking incident (with its evidence sha256) arrive in the tenant's stream, and it exits 0."""
+    from tests.test_agent_client import stream_records, world
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    scene = Scene(
+        fps=2.0,
+        duration_s=9.0,
+        appearances=(
+            Appearance(FACES / "obama" / "3.jpg", 0.0, 6.0, cx=0.4, height=0.4),
+            Appearance(FACES / "biden" / "1.jpg", 2.0, 4.5, cx=0.8, cy=0.4, height=0.36),
+        ),
+    )
+    source = SceneSource(scene, detect=DlibEngine(detect_width=2000).detect)
+    while (frame := source.read()) is not None:
+        cv2.imwrite(str(frames / f"{round(frame.t * 2):03d}.png"), frame.image)
+    template = tmp_path / "me.json"
+    engine = DlibEngine()
+    enrolled = enroll(engine, load_images([FACES / "obama" / "1.jpg", FACES / "obama" / "2.jpg"]))
+    assert enrolled.template is not None
+    enrolled.template.save(template)
+    async with world(redis_url, tmp_path) as w:
+        await publish_settings(aredis, w.tenant, AgentSettings(away_after_s=2.0))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "telework", "agent", "--source", f"folder:{frames}", "--fast",
+            "--template", str(template), "--token", w.token, "--gateway-url", w.gateway.url,
+            "--evidence-dir", str(tmp_path / "evidence"),
+            env={**os.environ, "TELEWORK_AGENT_FACE_ENGINE": "dlib"},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(120):
+            _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()[-2000:]
+        records = [r.event for r in await stream_records(aredis, w.tenant)]
+    states = [
+        ((e.payload.trace or {})["observation"]["t"], e.payload.state)
+        for e in records
+        if isinstance(e, StateEvent)
+    ]
+    assert states == [(1.0, "present"), (3.0, "peeking"), (5.5, "present"), (8.0, "away")]
+    incidents = [e for e in records if isinstance(e, IncidentEvent)]
+    assert [(e.payload.kind, e.payload.phase) for e in incidents] == [
+        ("peeking", "start"),
+        ("peeking", "end"),
+    ]
+    (sha,) = incidents[0].payload.evidence
+    assert (tmp_path / "evidence" / f"{sha}.jpg").is_file()
+    assert [e.seq for e in records] == list(range(1, len(records) + 1))
