@@ -104,6 +104,20 @@ def create_agent(
     return token
 
 
+def reissue_token(engine: Engine, agent_id: str) -> str:
+    """A new token for an existing device; the old one stops working and a revocation is lifted."""
+    token = "twa_" + secrets.token_urlsafe(32)
+    with Session(engine) as s:
+        device = s.get(AgentDevice, agent_id)
+        if device is None:
+            raise AccountError(f"agent {agent_id!r} does not exist")
+        device.token_hash = hash_token(token)
+        device.revoked_at = None
+        s.add(device)
+        s.commit()
+    return token
+
+
 def revoke_agent(engine: Engine, agent_id: str) -> None:
     with Session(engine) as s:
         device = s.get(AgentDevice, agent_id)

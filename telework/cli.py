@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from telework.cli_data import add_admin_parsers
+from telework.cli_data import add_parsers as add_data_parsers
 from telework.cli_models import add_parsers as add_models_parsers
 from telework.config import ConfigError
 from telework.settings import ServerSettings, load_server_settings
@@ -41,6 +43,15 @@ SETTING_FLAGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = 
     ("--away-after", "away_after_s", float, "SECONDS", "away after this long without the user's face"),
     ("--incident-after", "incident_after_s", float, "SECONDS", "incident after this long"),
     ("--evidence-interval", "evidence_interval_s", float, "SECONDS", "periodic evidence interval"),
+    ("--peeking-after", "peeking_after_s", float, "SECONDS", "peeking after another face persists this long"),
+    ("--camera-after", "camera_after_s", float, "SECONDS", "camera blocked/unavailable after this long"),
+    (
+        "--other-face-min-ratio",
+        "other_face_min_ratio",
+        float,
+        "RATIO",
+        "another face counts when at least this tall relative to the user's",
+    ),
 )
 
 
@@ -254,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_up)
 
     add_models_parsers(sub, Parser)
+    add_data_parsers(sub, Parser)
 
     p = sub.add_parser("gateway", help="run the agent WebSocket gateway", description="Run the gateway.")
     _data_dir(p)
@@ -355,6 +367,8 @@ def _admin_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
         p.add_argument(flag, dest="s_" + field, type=kind, metavar=metavar, help=text)
     p.add_argument("--incident-action", dest="s_incident_action", choices=["log", "lock"], help="on incident")
     p.set_defaults(func=cmd_admin_settings)
+
+    add_admin_parsers(objs, Parser)
 
 
 def _agent_parser(sub: argparse._SubParsersAction[Parser]) -> None:

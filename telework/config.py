@@ -56,6 +56,4 @@ def load(model: type[M], environ: Mapping[str, str] | None = None, **overrides: 
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
         arrived = values.get(field, "<unset>")
-        raise ConfigError(
-            env_key(field), f"{first['msg']} (got {arrived!r})"
-        ) from None
+        raise ConfigError(env_key(field), f"{first['msg']} (got {arrived!r})") from None

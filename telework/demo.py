@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from storage.accounts import create_agent, create_tenant, create_user, hash_token, lookup_token
+from storage.accounts import create_agent, create_tenant, create_user, lookup_token, reissue_token
 from storage.models import AgentDevice, Tenant, User
 
 log = logging.getLogger(__name__)
@@ -70,20 +69,6 @@ def write_tokens(path: Path, tokens: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
-def _reissue_token(engine: Engine, agent_id: str) -> str:
-    """A new token for an existing device (the old one stops working)."""
-    token = "twa_" + secrets.token_urlsafe(32)
-    with Session(engine) as s:
-        device = s.get(AgentDevice, agent_id)
-        if device is None:
-            raise ValueError(f"agent {agent_id!r} does not exist")
-        device.token_hash = hash_token(token)
-        device.revoked_at = None
-        s.add(device)
-        s.commit()
-    return token
-
-
 def ensure_demo(engine: Engine, data_dir: Path, agents: int) -> Path:
     """Create what is missing of the demo tenant; returns the tokens file."""
     path = data_dir / TOKENS_FILE
@@ -107,10 +92,20 @@ def ensure_demo(engine: Engine, data_dir: Path, agents: int) -> Path:
         else:
             identity = lookup_token(engine, token) if token else None
             if identity is None or identity.revoked or identity.agent_id != agent_id:
-                token = _reissue_token(engine, agent_id)
+                token = reissue_token(engine, agent_id)
                 log.info("demo agent token reissued", extra={"agent": agent_id})
         if token is None:
             raise ValueError(f"no token for demo agent {agent_id!r}")
         result[agent_id] = token
     write_tokens(path, result)
     return path
+
+
+CAMERA_AGENT = "demo-pc-01"
+SIMULATED_TOKENS_FILE = "demo-simulated.json"
+
+
+def split_camera_agent(tokens: dict[str, str]) -> tuple[str | None, dict[str, str]]:
+    """Pure: the token of the demo agent that runs the real face pipeline, and the others' tokens."""
+    rest = {k: v for k, v in tokens.items() if k != CAMERA_AGENT}
+    return tokens.get(CAMERA_AGENT), rest

@@ -66,6 +66,16 @@ def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
+AGENT_CHILDREN = ("agents", "camera-agent")  # started once the servers are ready, stopped first
+
+
+def demo_scene_available() -> bool:
+    """The demo's camera scene needs the sample faces shipped in the insightface package."""
+    import importlib.util
+
+    return importlib.util.find_spec("insightface") is not None
+
+
 def worker_name(hostname: str, index: int) -> str:
     return f"{hostname}-worker-{index}"
 
@@ -77,6 +87,7 @@ def plan_children(
     hostname: str,
     demo_tokens_file: Path | None = None,
     events_per_s: float = 1.0,
+    camera_token: str | None = None,
 ) -> list[ChildSpec]:
     """Pure: the children of `up`, in start order, each with its argv and extra env."""
     if workers < 1:
@@ -100,6 +111,7 @@ def plan_children(
         for i in range(1, workers + 1)
     ]
     specs.append(ChildSpec("builder", [*cmd, "builder"], dict(shared)))
+    specs.append(ChildSpec("retention", [*cmd, "retention", "run"], dict(shared)))
     specs.append(ChildSpec("dashboard", [*cmd, "dashboard"], dict(shared)))
     if demo_tokens_file is not None:
         specs.append(
@@ -117,13 +129,27 @@ def plan_children(
                 {"TELEWORK_GATEWAY_URL": resolved.gateway_ws_url, "PYTHONUNBUFFERED": "1"},
             )
         )
+    if camera_token is not None:
+        # One demo agent runs the real face pipeline on a composed camera scene.
+        specs.append(
+            ChildSpec(
+                "camera-agent",
+                [*cmd, "agent", "--source", "scene:demo"],
+                {
+                    "TELEWORK_GATEWAY_URL": resolved.gateway_ws_url,
+                    "TELEWORK_AGENT_TOKEN": camera_token,
+                    "TELEWORK_AGENT_EVIDENCE_DIR": str(resolved.data_dir / "agent-evidence"),
+                    "PYTHONUNBUFFERED": "1",
+                },
+            )
+        )
     return specs
 
 
 def stop_waves(names: list[str]) -> list[list[str]]:
     """Pure: the order of a stop. Agents first (their last events get acked), then gateway and
     dashboard (nothing new enters the streams), workers last (they persist what is left)."""
-    rank = {"agents": 0, "gateway": 1, "dashboard": 1}
+    rank = {name: 0 for name in AGENT_CHILDREN} | {"gateway": 1, "dashboard": 1}
     waves: dict[int, list[str]] = {}
     for name in names:
         waves.setdefault(rank.get(name, 2), []).append(name)
@@ -255,7 +281,14 @@ def run_up(
     """Run everything until SIGINT/SIGTERM (exit 0) or an unexpected child exit (exit 1)."""
     from realtime.embedded_redis import EmbeddedRedis
     from storage.db import make_engine, sqlite_url, upgrade
-    from telework.demo import ensure_demo
+    from storage.keyring import ensure_master_key
+    from telework.demo import (
+        SIMULATED_TOKENS_FILE,
+        ensure_demo,
+        read_tokens,
+        split_camera_agent,
+        write_tokens,
+    )
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -272,10 +305,17 @@ def run_up(
             redis_url = redis.start()
             url_file.write_text(redis_url + "\n")
         database_url = settings.database_url or sqlite_url(data_dir)
+        if settings.master_key is None and settings.master_key_file is None:
+            ensure_master_key(data_dir)  # embedded mode: a 0600 key file in the data folder
         engine = make_engine(database_url)
         try:
             upgrade(engine)
             tokens_file = ensure_demo(engine, data_dir, agents) if demo else None
+            camera_token = None
+            if tokens_file is not None and demo_scene_available():
+                camera_token, others = split_camera_agent(read_tokens(tokens_file))
+                tokens_file = data_dir / SIMULATED_TOKENS_FILE
+                write_tokens(tokens_file, others)
         finally:
             engine.dispose()
         gw_port, dash_port = resolve_ports(settings)
@@ -288,9 +328,11 @@ def run_up(
             settings.dashboard_host,
             dash_port,
         )
-        specs = plan_children(python, resolved, workers, socket.gethostname(), tokens_file, events_per_s)
+        specs = plan_children(
+            python, resolved, workers, socket.gethostname(), tokens_file, events_per_s, camera_token
+        )
         supervisor = Supervisor(specs, os.environ)
-        servers = [s for s in specs if s.name != "agents"]
+        servers = [s for s in specs if s.name not in AGENT_CHILDREN]
         for spec in servers:
             supervisor.start(spec)
         exit_code = _wait_ready(supervisor, resolved, stop, ready_timeout_s)

@@ -20,7 +20,7 @@ from realtime.tenant_settings import load_settings
 from storage.accounts import lookup_token
 from storage.db import make_engine, sqlite_url, upgrade
 from telework.cli import main
-from telework.demo import TOKENS_FILE, demo_agents, ensure_demo
+from telework.demo import TOKENS_FILE, demo_agents, ensure_demo, split_camera_agent
 from telework.logs import LogfmtFormatter
 from telework.up import Resolved, free_port, http_ok, on_child_exit, plan_children, stop_waves
 from tests.waiting import wait_until_sync
@@ -34,6 +34,13 @@ HELP_COMMANDS = [
     ["gateway"],
     ["worker"],
     ["builder"],
+    ["audit"],
+    ["audit", "verify"],
+    ["retention"],
+    ["retention", "once"],
+    ["retention", "run"],
+    ["admin", "export-user"],
+    ["admin", "erase-user"],
     ["dashboard"],
     ["db"],
     ["db", "upgrade"],
@@ -262,13 +269,14 @@ RESOLVED = Resolved(
 
 
 def test_plan_children_without_demo() -> None:
-    """Gateway, N workers with distinct names, builder, dashboard; all share the resolved URLs and ports."""
+    """Gateway, N named workers, builder, retention, dashboard; all share the resolved URLs and ports."""
     specs = plan_children("/py", RESOLVED, 2, "host")
     assert [(s.name, s.argv) for s in specs] == [
         ("gateway", ["/py", "-m", "telework", "gateway"]),
         ("worker-1", ["/py", "-m", "telework", "worker"]),
         ("worker-2", ["/py", "-m", "telework", "worker"]),
         ("builder", ["/py", "-m", "telework", "builder"]),
+        ("retention", ["/py", "-m", "telework", "retention", "run"]),
         ("dashboard", ["/py", "-m", "telework", "dashboard"]),
     ]
     for spec in specs:
@@ -279,6 +287,7 @@ def test_plan_children_without_demo() -> None:
         None,
         "host-worker-1",
         "host-worker-2",
+        None,
         None,
         None,
     ]
@@ -311,7 +320,11 @@ def test_plan_children_rejects_zero_workers() -> None:
 def test_stop_waves_agents_first_workers_last() -> None:
     """Stop order: simulated agents, then gateway and dashboard, then the workers."""
     names = [s.name for s in plan_children("/py", RESOLVED, 2, "h", Path("/t.json"))]
-    assert stop_waves(names) == [["agents"], ["gateway", "dashboard"], ["worker-1", "worker-2", "builder"]]
+    assert stop_waves(names) == [
+        ["agents"],
+        ["gateway", "dashboard"],
+        ["worker-1", "worker-2", "builder", "retention"],
+    ]
     assert stop_waves(["gateway", "worker-1", "dashboard"]) == [["gateway", "dashboard"], ["worker-1"]]
 
 
@@ -411,6 +424,7 @@ def test_up_on_empty_data_folder_starts_and_stops_cleanly(tmp_path: Path) -> Non
         assert (data / "redis" / "telework.aof").exists()
         assert (data / "redis.url").read_text().startswith("redis://127.0.0.1:")
         assert stat.S_IMODE((data / TOKENS_FILE).stat().st_mode) == 0o600
+        assert stat.S_IMODE((data / "master.key").stat().st_mode) == 0o600
         assert proc.stdout is not None
         banner = [proc.stdout.readline().decode() for _ in range(3)]
         assert banner == [
@@ -419,7 +433,9 @@ def test_up_on_empty_data_folder_starts_and_stops_cleanly(tmp_path: Path) -> Non
             f"  gateway:   ws://127.0.0.1:{gw_port}/v1/agent\n",
         ]
         wait_until_sync(
-            lambda: len(up.children()) == 6, 30, what="redis, gateway, worker, builder, dashboard, agents"
+            lambda: len(up.children()) == 8,
+            30,
+            what="redis, gateway, worker, builder, retention, dashboard, simulated agents, camera agent",
         )
         children = up.children(recursive=True)
         proc.send_signal(signal.SIGTERM)
@@ -434,3 +450,26 @@ def test_up_on_empty_data_folder_starts_and_stops_cleanly(tmp_path: Path) -> Non
             proc.wait()
             for child in leftovers:
                 child.kill()
+
+
+def test_plan_children_with_camera_token_adds_the_face_pipeline_agent() -> None:
+    """The demo's camera agent runs `agent --source scene:demo`, its token in the environment, not argv."""
+    specs = plan_children("/py", RESOLVED, 1, "h", Path("/d/sim.json"), 1.0, camera_token="twa_x")
+    camera = specs[-1]
+    assert (camera.name, camera.argv) == (
+        "camera-agent",
+        ["/py", "-m", "telework", "agent", "--source", "scene:demo"],
+    )
+    assert camera.env == {
+        "TELEWORK_GATEWAY_URL": "ws://127.0.0.1:8700/v1/agent",
+        "TELEWORK_AGENT_TOKEN": "twa_x",
+        "TELEWORK_AGENT_EVIDENCE_DIR": "/d/agent-evidence",
+        "PYTHONUNBUFFERED": "1",
+    }
+    assert stop_waves([s.name for s in specs])[0] == ["agents", "camera-agent"]
+
+
+def test_split_camera_agent_takes_demo_pc_01_out_of_the_simulated_set() -> None:
+    """demo-pc-01 runs the face pipeline; every other demo agent stays simulated."""
+    assert split_camera_agent({"demo-pc-01": "a", "demo-pc-02": "b"}) == ("a", {"demo-pc-02": "b"})
+    assert split_camera_agent({"demo-pc-02": "b"}) == (None, {"demo-pc-02": "b"})

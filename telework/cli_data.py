@@ -1,0 +1,248 @@
+"""``telework audit verify``, ``telework retention``, ``telework admin export-user | erase-user``.
+
+Wired into :mod:`telework.cli` by :func:`add_parsers` (top-level commands) and
+:func:`add_admin_parsers` (under ``admin``). Errors an operator can act on are one line on
+stderr and exit code 2; ``audit verify`` exits 1 when it finds tampering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from telework.config import ConfigError
+from telework.settings import ServerSettings, load_server_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from storage.evidence_store import EvidenceStore
+
+USAGE_ERROR = 2
+TAMPERED = 1
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from storage.crypto import CryptoError
+    from storage.db import SchemaError
+    from storage.evidence_store import EvidenceError
+    from storage.personal_data import PersonalDataError
+
+    return (ConfigError, SchemaError, PersonalDataError, EvidenceError, CryptoError)
+
+
+def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except _user_errors() as exc:
+            print(f"telework {args.command}: error: {exc}", file=sys.stderr)
+            return USAGE_ERROR
+
+    return run
+
+
+def _settings(args: argparse.Namespace) -> ServerSettings:
+    from telework.logs import setup_logging
+
+    settings = load_server_settings(data_dir=getattr(args, "data_dir", None))
+    setup_logging(getattr(args, "log_level", None) or "WARNING")
+    return settings
+
+
+@contextmanager
+def _engine(settings: ServerSettings) -> Iterator[Engine]:
+    from storage.db import check_schema, make_engine, sqlite_url
+
+    engine = make_engine(settings.database_url or sqlite_url(settings.data_dir.expanduser()))
+    try:
+        check_schema(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _store(settings: ServerSettings, engine: Engine) -> EvidenceStore:
+    from storage.evidence_store import open_store
+
+    return open_store(settings, engine)
+
+
+def _actor(args: argparse.Namespace) -> str:
+    return str(args.actor or f"cli:{getpass.getuser()}")
+
+
+# ----------------------------------------------------------------------- commands
+
+
+@_guarded
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from storage.audit import verify
+
+    settings = _settings(args)
+    with _engine(settings) as engine:
+        store = None if args.no_evidence else _store(settings, engine)
+        report = verify(engine, store, tenant=args.tenant)
+    for problem in report.problems:
+        print(problem)
+    evidence = "not checked" if args.no_evidence else f"{report.evidence} object(s) checked"
+    print(
+        f"audit log: {report.entries} entries, head {report.head}; evidence: {evidence}; "
+        f"{len(report.problems)} problem(s)"
+    )
+    return 0 if report.ok else TAMPERED
+
+
+@_guarded
+def cmd_export_user(args: argparse.Namespace) -> int:
+    from storage.personal_data import export_user
+
+    out = args.out or Path(f"{args.tenant}-{args.login}-export.zip")
+    settings = _settings(args)
+    with _engine(settings) as engine:
+        path = export_user(engine, _store(settings, engine), args.tenant, args.login, out, actor=_actor(args))
+    print(f"user {args.login} of tenant {args.tenant} exported to {path}")
+    return 0
+
+
+@_guarded
+def cmd_erase_user(args: argparse.Namespace) -> int:
+    from storage.personal_data import erase_user
+
+    if not args.yes:
+        print(
+            f"telework {args.command}: error: erasing user {args.login} of tenant {args.tenant} cannot be "
+            "undone; add --yes to confirm",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
+    settings = _settings(args)
+    with _engine(settings) as engine:
+        counts = erase_user(engine, _store(settings, engine), args.tenant, args.login, actor=_actor(args))
+    removed = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
+    print(f"user {args.login} of tenant {args.tenant} erased ({removed})")
+    return 0
+
+
+@_guarded
+def cmd_retention_once(args: argparse.Namespace) -> int:
+    from workers.retention import run_once
+    from workers.retention_plan import RetentionPolicy
+
+    settings = _settings(args)
+    with _engine(settings) as engine:
+        report = run_once(
+            engine,
+            _store(settings, engine),
+            args.now or datetime.now().astimezone(),
+            RetentionPolicy.from_settings(settings),
+        )
+    print(json.dumps(report.summary()))
+    return 0
+
+
+@_guarded
+def cmd_retention_run(args: argparse.Namespace) -> int:
+    from telework.logs import setup_logging
+    from workers.retention import serve_retention
+
+    settings = load_server_settings(data_dir=args.data_dir)
+    setup_logging(args.log_level or settings.log_level)
+    serve_retention(settings)
+    return 0
+
+
+# ------------------------------------------------------------------------ parsing
+
+
+def _aware(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time, got {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"expected a time with a UTC offset, got {text!r}")
+    return moment
+
+
+def _data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", type=Path, help="data folder (env TELEWORK_DATA_DIR; default: user data dir)"
+    )
+
+
+def add_parsers(sub: argparse._SubParsersAction[Any], parser_class: type[argparse.ArgumentParser]) -> None:
+    """Register ``audit verify`` and ``retention once | run`` on the root sub-parsers."""
+    audit = sub.add_parser(
+        "audit", help="tamper evidence", description="Check the audit log and the evidence."
+    )
+    acts = audit.add_subparsers(
+        dest="audit_command", required=True, metavar="COMMAND", parser_class=parser_class
+    )
+    p = acts.add_parser(
+        "verify",
+        help="check the audit hash chain and every evidence object's hash",
+        description="Walk the audit log's hash chain and decrypt every evidence object; each altered "
+        "entry or object is named on its own line. Exit 0: intact, 1: tampering found.",
+    )
+    _data_dir(p)
+    p.add_argument("--tenant", help="check only this tenant's evidence (the chain is always checked whole)")
+    p.add_argument("--no-evidence", action="store_true", help="check the audit chain only")
+    p.set_defaults(func=cmd_audit_verify)
+
+    ret = sub.add_parser("retention", help="data retention", description="Delete data past its retention.")
+    rs = ret.add_subparsers(
+        dest="retention_command", required=True, metavar="COMMAND", parser_class=parser_class
+    )
+    p = rs.add_parser(
+        "once",
+        help="run one retention pass now and print what it deleted",
+        description="Delete events, intervals, incidents and evidence older than TELEWORK_RETENTION_DAYS "
+        "(legal holds excepted) and terminated tenants' face data; prints a JSON summary.",
+    )
+    _data_dir(p)
+    p.add_argument("--now", type=_aware, help="pretend it is this time (ISO 8601 with offset)")
+    p.set_defaults(func=cmd_retention_once)
+    p = rs.add_parser(
+        "run",
+        help="run the retention job every TELEWORK_RETENTION_INTERVAL_S until stopped",
+        description="Run a retention pass now and then every TELEWORK_RETENTION_INTERVAL_S seconds.",
+    )
+    _data_dir(p)
+    p.set_defaults(func=cmd_retention_run)
+
+
+def add_admin_parsers(
+    objs: argparse._SubParsersAction[Any], parser_class: type[argparse.ArgumentParser]
+) -> None:
+    """Register ``admin export-user`` and ``admin erase-user`` on the ``admin`` sub-parsers."""
+    del parser_class  # leaf commands: no sub-parsers of their own
+    p = objs.add_parser(
+        "export-user",
+        help="export everything stored about a user (zip: JSON + images)",
+        description="Write a zip with person.json (every row about the user) and their decrypted images.",
+    )
+    _data_dir(p)
+    p.add_argument("--tenant", required=True, help="tenant id")
+    p.add_argument("login", help="the user's login")
+    p.add_argument("--out", type=Path, help="zip to write (default TENANT-LOGIN-export.zip), mode 0600")
+    p.add_argument("--actor", help="who asks, for the audit log (default cli:<os user>)")
+    p.set_defaults(func=cmd_export_user)
+    p = objs.add_parser(
+        "erase-user",
+        help="erase a user and all their data (audited; refused under legal hold)",
+        description="Delete the user, their events, intervals, incidents, evidence and face data.",
+    )
+    _data_dir(p)
+    p.add_argument("--tenant", required=True, help="tenant id")
+    p.add_argument("login", help="the user's login")
+    p.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    p.add_argument("--actor", help="who asks, for the audit log (default cli:<os user>)")
+    p.set_defaults(func=cmd_erase_user)

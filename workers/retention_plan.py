@@ -1,0 +1,86 @@
+"""Retention rules as values (pure): the cut-offs and what a run removed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from telework.settings import ServerSettings
+
+# Evidence taken up to this long before an incident that is kept stays with it (clock skew, merges).
+EVIDENCE_MARGIN = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    retention_days: int = 90
+    terminated_erase_days: int = 30
+    batch: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.retention_days < 1 or self.terminated_erase_days < 0 or self.batch < 1:
+            raise ValueError(
+                "retention policy: expected retention_days >= 1, terminated_erase_days >= 0, batch >= 1, "
+                f"got {self.retention_days}, {self.terminated_erase_days}, {self.batch}"
+            )
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> RetentionPolicy:
+        return cls(settings.retention_days, settings.terminated_erase_days, settings.retention_batch)
+
+
+def utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"expected an aware timestamp, got {moment.isoformat()}")
+    return moment.astimezone(UTC)
+
+
+def data_cutoff(now: datetime, policy: RetentionPolicy) -> datetime:
+    """Events, intervals, incidents and evidence strictly older than this are due."""
+    return utc(now) - timedelta(days=policy.retention_days)
+
+
+def face_erase_cutoff(now: datetime, policy: RetentionPolicy) -> datetime:
+    """Tenants terminated at or before this have their face data erased."""
+    return utc(now) - timedelta(days=policy.terminated_erase_days)
+
+
+def face_erase_due(terminated_at: datetime | None, now: datetime, policy: RetentionPolicy) -> bool:
+    return terminated_at is not None and utc(terminated_at) <= face_erase_cutoff(now, policy)
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    """What one run removed (and kept under legal hold)."""
+
+    cutoff: datetime
+    events: int = 0
+    intervals: int = 0
+    incidents: int = 0
+    evidence: int = 0
+    held_incidents: int = 0  # due by age but kept: under legal hold
+    face_templates: int = 0
+    face_images: int = 0  # registered face images erased with the templates
+    erased_tenants: tuple[str, ...] = ()
+    stopped: bool = False  # the run was asked to stop before it finished
+    problems: tuple[str, ...] = field(default=())
+
+    def add(self, **counts: int) -> RetentionReport:
+        return replace(self, **{k: getattr(self, k) + v for k, v in counts.items()})
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "cutoff": self.cutoff.isoformat(),
+            "events": self.events,
+            "intervals": self.intervals,
+            "incidents": self.incidents,
+            "evidence": self.evidence,
+            "held_incidents": self.held_incidents,
+            "face_templates": self.face_templates,
+            "face_images": self.face_images,
+            "erased_tenants": list(self.erased_tenants),
+            "stopped": self.stopped,
+            "problems": len(self.problems),
+        }
