@@ -144,6 +144,12 @@ def cmd_builder(args: argparse.Namespace) -> int:
     return _serve(args, run_builder)
 
 
+def cmd_rollup(args: argparse.Namespace) -> int:
+    from workers.rollup import run_rollups
+
+    return _serve(args, run_rollups)
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from dashboard.live import serve
 
@@ -220,14 +226,45 @@ def cmd_agent(args: argparse.Namespace) -> int:
             print(f"rejected {line}")
         print(f"template with {accepted} image(s) written to {args.out}")
         return 0
+    command = getattr(args, "agent_command", None)
+    if command in ("punch", "task", "page", "cameras"):
+        return _agent_control(args, command)
     source = args.source or os.environ.get("TELEWORK_AGENT_SOURCE", "").strip() or None
-    if source is not None and not args.simulate:
+    camera = args.camera if args.camera is not None else os.environ.get("TELEWORK_AGENT_CAMERA", "").strip()
+    if (source is not None or camera not in (None, "")) and not args.simulate:
         from agent.run import run_monitor
 
-        return run_monitor(args.gateway_url, args.token, source, args.template, args.evidence_dir, args.fast)
+        return run_monitor(
+            args.gateway_url, args.token, source, args.template, args.evidence_dir, args.fast,
+            camera=args.camera, resolution=args.resolution, page_port=args.page_port,
+            data_dir=getattr(args, "data_dir", None),
+        )  # fmt: skip
     from agent.run import run_agent
 
     return run_agent(args.gateway_url, args.token, args.tokens_file, args.simulate, args.events_per_s)
+
+
+def _agent_control(args: argparse.Namespace, command: str) -> int:
+    """punch / task / page / cameras: commands for the running agent (or the camera list)."""
+    if command == "cameras":
+        from agent.cameras import describe, list_cameras
+
+        for line in describe(list_cameras(args.max_index)):
+            print(line)
+        return 0
+    from agent.run import page_url, run_punch
+
+    if command == "page":
+        print(page_url(getattr(args, "data_dir", None)))
+        return 0
+    if command == "punch":
+        code, message = run_punch(args.direction, None, getattr(args, "data_dir", None))
+    elif args.action == "start":
+        code, message = run_punch("task_start", args.name, getattr(args, "data_dir", None))
+    else:
+        code, message = run_punch("task_end", None, getattr(args, "data_dir", None))
+    print(message, file=sys.stdout if code == 0 else sys.stderr)
+    return code
 
 
 # ------------------------------------------------------------------------ parsing
@@ -252,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "up",
-        help="run every server process (gateway, workers, dashboard) in one command",
+        help="run every server process (gateway, workers, builder, rollup, retention, dashboard)",
         description="Run gateway, workers and dashboard; embedded Redis and SQLite by default.",
     )
     _data_dir(p)
@@ -264,8 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events-per-s", type=float, default=1.0, help="events per second per simulated agent")
     p.set_defaults(func=cmd_up)
 
-    add_models_parsers(sub, Parser)
-    add_data_parsers(sub, Parser)
 
     p = sub.add_parser("gateway", help="run the agent WebSocket gateway", description="Run the gateway.")
     _data_dir(p)
@@ -288,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir(p)
     p.set_defaults(func=cmd_builder)
 
+    p = sub.add_parser(
+        "rollup",
+        help="run the worker that keeps daily attendance rollups current",
+        description="Run the daily-rollup worker (attendance and task analytics).",
+    )
+    _data_dir(p)
+    p.set_defaults(func=cmd_rollup)
+
     p = sub.add_parser("dashboard", help="run the live dashboard", description="Run the live dashboard.")
     _data_dir(p)
     p.add_argument("--host", help="listen address (env TELEWORK_DASHBOARD_HOST)")
@@ -304,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_db_upgrade)
 
     _admin_parsers(sub)
+    add_data_parsers(sub, Parser)
     _agent_parser(sub)
+    add_models_parsers(sub, Parser)
     return root
 
 
@@ -406,8 +451,52 @@ def _agent_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument(
         "--fast", action="store_true", help="play files and scenes as fast as read, not in real time"
     )
+    p.add_argument(
+        "--camera", type=_positive_int(0), metavar="INDEX",
+        help="webcam to use (see telework agent cameras); alone it means --source webcam:INDEX "
+        "(env TELEWORK_AGENT_CAMERA)",
+    )  # fmt: skip
+    p.add_argument(
+        "--resolution", metavar="WxH", help="webcam resolution, e.g. 1280x720 (env TELEWORK_AGENT_RESOLUTION)"
+    )
+    p.add_argument(
+        "--page-port", type=_positive_int(0), metavar="PORT",
+        help="port of the local page on 127.0.0.1; 0: any (env TELEWORK_AGENT_PAGE_PORT; default 8765)",
+    )  # fmt: skip
+    _agent_data_dir(p)
     p.set_defaults(func=cmd_agent, agent_command=None)
     sub2 = p.add_subparsers(dest="agent_command", metavar="COMMAND", parser_class=Parser)
+    c = sub2.add_parser(
+        "punch",
+        help="punch work start (in) or end (out) through the running agent, verified by face",
+        description="Punch work start/end: the running agent accepts it only while it sees your face.",
+    )
+    c.add_argument("direction", choices=["in", "out"], help="in: start work; out: end work")
+    _agent_data_dir(c)
+    c.set_defaults(func=cmd_agent)
+    c = sub2.add_parser(
+        "task",
+        help="start or end a task through the running agent, verified by face",
+        description="Start a task (one the server offers you) or end the current one.",
+    )
+    ts = c.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    t = ts.add_parser("start", help="start a task", description="Start a task by name.")
+    t.add_argument("name", help="task name")
+    _agent_data_dir(t)
+    t.set_defaults(func=cmd_agent)
+    t = ts.add_parser("end", help="end the current task", description="End the current task.")
+    _agent_data_dir(t)
+    t.set_defaults(func=cmd_agent)
+    c = sub2.add_parser(
+        "page", help="print the URL of the running agent's local page", description="Print the page's URL."
+    )
+    _agent_data_dir(c)
+    c.set_defaults(func=cmd_agent)
+    c = sub2.add_parser(
+        "cameras", help="list the cameras and their properties", description="List cameras: index, size, fps."
+    )
+    c.add_argument("--max-index", type=_positive_int(0), default=4, help="highest index tried (default 4)")
+    c.set_defaults(func=cmd_agent)
     e = sub2.add_parser(
         "enroll",
         help="make the user's face template from photos or the webcam",
@@ -422,6 +511,13 @@ def _agent_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     e.add_argument("--count", type=_positive_int(1), default=5, help="webcam images to accept (default 5)")
     e.add_argument("--out", type=Path, required=True, help="template file to write")
     e.set_defaults(func=cmd_agent)
+
+
+def _agent_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", type=Path, default=argparse.SUPPRESS,
+        help="the agent's data folder (control.json, duty.json; env TELEWORK_AGENT_DATA_DIR)",
+    )  # fmt: skip
 
 
 def _positive_int(minimum: int) -> Callable[[str], int]:

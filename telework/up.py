@@ -111,6 +111,7 @@ def plan_children(
         for i in range(1, workers + 1)
     ]
     specs.append(ChildSpec("builder", [*cmd, "builder"], dict(shared)))
+    specs.append(ChildSpec("rollup", [*cmd, "rollup"], dict(shared)))
     specs.append(ChildSpec("retention", [*cmd, "retention", "run"], dict(shared)))
     specs.append(ChildSpec("dashboard", [*cmd, "dashboard"], dict(shared)))
     if demo_tokens_file is not None:

@@ -34,6 +34,7 @@ HELP_COMMANDS = [
     ["gateway"],
     ["worker"],
     ["builder"],
+    ["rollup"],
     ["audit"],
     ["audit", "verify"],
     ["retention"],
@@ -269,13 +270,14 @@ RESOLVED = Resolved(
 
 
 def test_plan_children_without_demo() -> None:
-    """Gateway, N named workers, builder, retention, dashboard; all share the resolved URLs and ports."""
+    """Gateway, named workers, builder, rollup, retention, dashboard; all share the URLs and ports."""
     specs = plan_children("/py", RESOLVED, 2, "host")
     assert [(s.name, s.argv) for s in specs] == [
         ("gateway", ["/py", "-m", "telework", "gateway"]),
         ("worker-1", ["/py", "-m", "telework", "worker"]),
         ("worker-2", ["/py", "-m", "telework", "worker"]),
         ("builder", ["/py", "-m", "telework", "builder"]),
+        ("rollup", ["/py", "-m", "telework", "rollup"]),
         ("retention", ["/py", "-m", "telework", "retention", "run"]),
         ("dashboard", ["/py", "-m", "telework", "dashboard"]),
     ]
@@ -287,6 +289,7 @@ def test_plan_children_without_demo() -> None:
         None,
         "host-worker-1",
         "host-worker-2",
+        None,
         None,
         None,
         None,
@@ -323,7 +326,7 @@ def test_stop_waves_agents_first_workers_last() -> None:
     assert stop_waves(names) == [
         ["agents"],
         ["gateway", "dashboard"],
-        ["worker-1", "worker-2", "builder", "retention"],
+        ["worker-1", "worker-2", "builder", "rollup", "retention"],
     ]
     assert stop_waves(["gateway", "worker-1", "dashboard"]) == [["gateway", "dashboard"], ["worker-1"]]
 
@@ -433,9 +436,9 @@ def test_up_on_empty_data_folder_starts_and_stops_cleanly(tmp_path: Path) -> Non
             f"  gateway:   ws://127.0.0.1:{gw_port}/v1/agent\n",
         ]
         wait_until_sync(
-            lambda: len(up.children()) == 8,
-            30,
-            what="redis, gateway, worker, builder, retention, dashboard, simulated agents, camera agent",
+            lambda: len(up.children()) == 9,
+            60,
+            what="redis, gateway, worker, builder, rollup, retention, dashboard, 2 agent processes",
         )
         children = up.children(recursive=True)
         proc.send_signal(signal.SIGTERM)

@@ -108,7 +108,7 @@ def test_classify_reasons_name_expected_and_arrived():
         "event type": (
             {"e": json.dumps(wrong_type)},
             "invalid StreamEvent: event: Input tag 'lunch' found using 'type' does not match any of the "
-            "expected tags: 'state', 'duty', 'task', 'incident', 'gap'",
+            "expected tags: 'state', 'duty', 'task', 'incident', 'gap', 'usage'",
         ),
     }
     for name, (fields, reason) in cases.items():
@@ -166,7 +166,7 @@ def test_state_event_row_type():
         event=StateEvent(id=new_event_id(), seq=1, ts=now, payload=StatePayload(state="away")),
     )
     row = to_row(entry, now)
-    assert (row["type"], row["payload"]) == ("state", {"state": "away", "trace": None})
+    assert (row["type"], row["payload"]) == ("state", {"state": "away", "trace": None, "evidence": []})
 
 
 def test_run_worker_requires_redis_url(tmp_path):
