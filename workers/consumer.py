@@ -22,9 +22,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -37,7 +38,7 @@ from realtime import keys
 from realtime.protocol import StreamEvent
 from telework.settings import ServerSettings
 from workers.dead_letter import DeadLetterReason, classify, dead_letter, send_dead_letters, text_of
-from workers.persist import persist_batch, to_row
+from workers.persist import copy_batch, persist_batch, to_row
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class PersistWorker:
         self._stop = asyncio.Event()
         self._progress_at = time.monotonic()
         self._progress_read = 0
+        self._inflight: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ loop
 
@@ -149,6 +151,8 @@ class PersistWorker:
                 )
                 await self._pause(backoff)
                 backoff = min(backoff * 2, RETRY_MAX_S)
+        with contextlib.suppress(Stopped):
+            await self.settle()
         log.info("persist worker stopped", extra={"worker": self.name, **asdict(self.stats)})
 
     async def _pause(self, seconds: float) -> None:
@@ -203,7 +207,17 @@ class PersistWorker:
             for stream, entries in stream_entries(response)
             for entry_id, fields in entries
         ]
-        await self.process(batch)
+        # Overlap: this batch was read while the previous one was committing; finish that one
+        # (commit, then XACK) before this one starts, so entries are acked in order.
+        await self.settle()
+        if batch:
+            self._inflight = asyncio.create_task(self.process(batch), name=f"persist-{self.name}")
+
+    async def settle(self) -> None:
+        """Wait for the batch being committed, if any (its errors surface here)."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
 
     async def reconcile(self) -> None:
         """Finish what a previous run under this consumer name left pending (history read from ID 0)."""
@@ -308,17 +322,22 @@ class PersistWorker:
         if not good:
             return [], []
         now = utcnow()
-        rows = [to_row(event, now) for _, event in good]
         try:
-            inserted = await self._commit(rows)
+            if self.engine.dialect.name == "postgresql":
+                inserted = await self._commit(partial(copy_batch, self.engine, [e for _, e in good], now))
+            else:
+                inserted = await self._commit(
+                    partial(persist_batch, self.engine, [to_row(e, now) for _, e in good])
+                )
         except (DataError, IntegrityError) as exc:
+            rows = [to_row(event, now) for _, event in good]
             log.warning(
                 "database rejected the batch; storing one by one",
                 extra={"worker": self.name, "error": str(exc.orig), "rows": len(rows)},
             )
             return await self._store_one_by_one(good, rows)
         self.stats.inserted += inserted
-        self.stats.duplicates += len(rows) - inserted
+        self.stats.duplicates += len(good) - inserted
         return [entry for entry, _ in good], []
 
     async def _store_one_by_one(
@@ -328,7 +347,7 @@ class PersistWorker:
         rejected: list[tuple[Entry, str]] = []
         for (entry, _), row in zip(good, rows, strict=True):
             try:
-                inserted = await self._commit([row])
+                inserted = await self._commit(partial(persist_batch, self.engine, [row]))
             except (DataError, IntegrityError) as exc:
                 rejected.append((entry, f"database rejected the event: {str(exc.orig).strip()}"))
                 continue
@@ -337,18 +356,18 @@ class PersistWorker:
             stored.append(entry)
         return stored, rejected
 
-    async def _commit(self, rows: list[dict[str, Any]]) -> int:
-        """persist_batch in a thread; transient database errors are retried until stop is set."""
+    async def _commit(self, write: Callable[[], int]) -> int:
+        """``write`` (one transaction) in a thread; transient database errors are retried until stop."""
         backoff = RETRY_FIRST_S
         while True:
             try:
-                return await asyncio.to_thread(persist_batch, self.engine, rows)
+                return await asyncio.to_thread(write)
             except (DataError, IntegrityError):
                 raise
             except SQLAlchemyError as exc:
                 log.error(
                     "database write failed; retrying",
-                    extra={"worker": self.name, "error": str(exc), "rows": len(rows), "retry_in_s": backoff},
+                    extra={"worker": self.name, "error": str(exc), "retry_in_s": backoff},
                 )
                 if self._stop.is_set():
                     raise Stopped from exc
@@ -356,7 +375,7 @@ class PersistWorker:
                 if self._stop.is_set():
                     log.warning(
                         "stopping with an uncommitted batch; it stays pending",
-                        extra={"worker": self.name, "rows": len(rows)},
+                        extra={"worker": self.name},
                     )
                     raise Stopped from exc
                 backoff = min(backoff * 2, RETRY_MAX_S)

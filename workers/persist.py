@@ -56,6 +56,64 @@ def insert_ignore(dialect_name: str) -> Insert:
     return stmt.execution_options(preserve_rowcount=True)
 
 
+COPY_COLUMNS = (
+    "id",
+    "tenant_id",
+    "agent_id",
+    "seq",
+    "ts",
+    "type",
+    "payload",
+    "session_id",
+    "received_at",
+    "stored_at",
+)
+COPY_SQL = f"COPY event ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+
+
+def copy_record(entry: StreamEvent, stored_at: datetime) -> tuple[Any, ...]:
+    """The ``event`` row of one stream entry in COPY_COLUMNS order (payload as JSON text)."""
+    event = entry.event
+    return (
+        str(event.id),
+        entry.tenant,
+        entry.agent_id,
+        event.seq,
+        event.ts,
+        event.type,
+        event.payload.model_dump_json(),
+        entry.session_id,
+        entry.received_at,
+        stored_at,
+    )
+
+
+def copy_batch(engine: Engine, entries: Sequence[StreamEvent], stored_at: datetime) -> int:
+    """PostgreSQL: COPY the entries straight into ``event``; returns how many were new.
+
+    COPY is several times cheaper than an INSERT per row, but cannot skip ids
+    already stored. So it runs in a savepoint: when it fails (an id stored by an
+    earlier delivery, or a value the table refuses) the savepoint is rolled back
+    and the same transaction falls back to :func:`persist_batch`'s
+    insert-or-ignore, whose errors the worker handles row by row.
+    """
+    if not entries:
+        return 0
+    import psycopg
+
+    with engine.begin() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with conn.begin_nested(), cursor.copy(COPY_SQL) as copy:
+                for entry in entries:
+                    copy.write_row(copy_record(entry, stored_at))
+            return len(entries)
+        except psycopg.Error as exc:
+            log.info("COPY refused; inserting with ON CONFLICT DO NOTHING", extra={"why": str(exc).strip()})
+        result = conn.execute(insert_ignore("postgresql"), [to_row(e, stored_at) for e in entries])
+        return int(result.rowcount)
+
+
 def persist_batch(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert ``rows`` in one transaction, ignoring ids already stored; returns how many were new."""
     if not rows:
