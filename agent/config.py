@@ -46,6 +46,14 @@ class MonitorConfig(AgentConfig):
     agent_source: str | None = None  # webcam[:INDEX] | video:PATH | folder:PATH | scene:demo
     agent_template: Path | None = None  # the user's face template (telework agent enroll --out)
     agent_evidence_dir: Path | None = None  # evidence images by sha256; unset: <user data dir>/evidence
+    # camera, punches and the local page (issue 4: agent/cameras.py, agent/desk.py, agent/control.py)
+    agent_camera: int | None = Field(default=None, ge=0, le=63)  # webcam index; set: --source webcam:INDEX
+    agent_resolution: str = Field(default="640x480", pattern=r"^\s*\d{2,5}\s*[xX]\s*\d{2,5}\s*$")
+    agent_page: bool = True  # serve the local page and control channel on 127.0.0.1
+    agent_page_port: int = Field(default=8765, ge=0, le=65535)  # 0: any free port (see control.json)
+    agent_language: Literal["auto", "ja", "en"] = "auto"  # auto: from LANG (ja_* -> ja), else en
+    agent_tasks: str = ""  # comma-separated stand-in task list until the server offers tasks; "": any
+    agent_punch_max_age_s: float = Field(default=2.0, gt=0, le=30)  # a punch needs a frame this recent
 
 
 def load_monitor_config(environ: Mapping[str, str] | None = None, **overrides: object) -> MonitorConfig:

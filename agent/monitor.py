@@ -35,6 +35,7 @@ from realtime.protocol import AgentSettings, IncidentPayload, StatePayload
 log = logging.getLogger(__name__)
 
 EPSILON = 1e-6
+SETTINGS_POLL_S = 0.1  # a long wait for the next frame re-reads the settings this often
 
 
 class Emitter(Protocol):
@@ -95,6 +96,8 @@ class Monitor:
             while not stop.is_set():
                 settings = self.emitter.settings
                 self.pipeline.settings = settings
+                if self._last_t is not None:  # a pushed analysis_fps applies to the frame awaited now
+                    self._next_due = self._last_t + 1.0 / settings.analysis_fps
                 if self.realtime and await self._wait_due(stop):
                     break
                 frame, t_missing = await asyncio.to_thread(self._read)
@@ -146,13 +149,19 @@ class Monitor:
         log.info("source restarted", extra={"offset_s": round(self._offset, 3)})
 
     async def _wait_due(self, stop: asyncio.Event) -> bool:
-        """Sleep until the next analysis is due on the wall clock; True when stopped meanwhile."""
+        """Sleep until the next analysis is due on the wall clock; True when stopped meanwhile.
+
+        The period is re-read from the settings every ``SETTINGS_POLL_S``, so a pushed
+        analysis_fps shortens a long wait at once."""
         if self._last_t is None:
             return False
-        delay = self._next_due - (self._last_t + (time.monotonic() - self._last_wall))
-        if delay > 0:
+        while not stop.is_set():
+            self._next_due = self._last_t + 1.0 / self.emitter.settings.analysis_fps
+            delay = self._next_due - (self._last_t + (time.monotonic() - self._last_wall))
+            if delay <= 0:
+                break
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(min(delay, SETTINGS_POLL_S)):
                     await stop.wait()
         return stop.is_set()
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,10 +16,11 @@ from agent.config import AgentConfig, MonitorConfig, load_agent_config, load_mon
 from telework.config import ConfigError
 
 if TYPE_CHECKING:
-    from agent.detect.pipeline import Pipeline
+    from agent.capture.sources import FrameSource
     from agent.face.engine import FaceEngine
     from agent.face.templates import Template
     from agent.source_spec import SourceSpec
+    from agent.watch import WatchedPipeline
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +120,12 @@ def demo_template(engine: FaceEngine) -> Template:
 
 def build_monitor_parts(
     config: MonitorConfig, source: str, template_path: Path | None
-) -> tuple[Pipeline, SourceSpec]:
+) -> tuple[WatchedPipeline, SourceSpec]:
     """The face engine, template and pipeline for ``--source``; ConfigError names what is wrong."""
-    from agent.detect.pipeline import Pipeline
     from agent.face.select import load_engine
     from agent.face.templates import Template, TemplateError, best_match
     from agent.source_spec import SourceSpecError, parse_source
+    from agent.watch import WatchedPipeline
 
     try:
         spec = parse_source(source)
@@ -141,37 +144,92 @@ def build_monitor_parts(
             )
     except TemplateError as exc:
         raise ConfigError("TELEWORK_AGENT_TEMPLATE", str(exc)) from None
-    return Pipeline(engine, lambda e: best_match(template, e)), spec
+    return WatchedPipeline(engine, lambda e: best_match(template, e)), spec
 
 
 def run_monitor(
     gateway_url: str | None,
     token: str | None,
-    source: str,
+    source: str | None,
     template: Path | None,
     evidence_dir: Path | None = None,
     fast: bool = False,
+    camera: int | None = None,
+    resolution: str | None = None,
+    page_port: int | None = None,
+    data_dir: Path | None = None,
 ) -> int:
-    """``telework agent --source``: the real pipeline on a frame source, events through one session."""
+    """``telework agent --source``: the real pipeline on a frame source, events through one session;
+    the local page and control channel on 127.0.0.1 (punches, registration)."""
     config = load_monitor_config(
         gateway_url=gateway_url,
         agent_token=token,
         agent_source=source,
         agent_template=template,
         agent_evidence_dir=evidence_dir,
+        agent_camera=camera,
+        agent_resolution=resolution,
+        agent_page_port=page_port,
+        agent_data_dir=data_dir,
     )
     if not config.agent_token:
         raise ConfigError("TELEWORK_AGENT_TOKEN", "required with --source")
-    pipeline, spec = build_monitor_parts(config, source, config.agent_template)
+    chosen = source_of(config)
+    pipeline, spec = build_monitor_parts(config, chosen, config.agent_template)
     return asyncio.run(_monitor_main(config, pipeline, spec, fast))
 
 
-async def _monitor_main(config: MonitorConfig, pipeline: Pipeline, spec: SourceSpec, fast: bool) -> int:
+def source_of(config: MonitorConfig) -> str:
+    """The --source to use: ``--camera N`` alone means ``webcam:N``; with ``webcam`` it picks the index."""
+    source = config.agent_source
+    if config.agent_camera is not None and (source is None or source.split(":")[0] == "webcam"):
+        return f"webcam:{config.agent_camera}"
+    if source is None:
+        raise ConfigError("TELEWORK_AGENT_SOURCE", "required (or --camera INDEX)")
+    return source
+
+
+def open_monitor_source(
+    config: MonitorConfig, spec: SourceSpec, fps: float
+) -> tuple[FrameSource, Callable[[], FrameSource] | None, Callable[[], dict[str, object] | None] | None]:
+    """The frame source (a webcam at the configured resolution), its reopener, and its properties."""
+    from agent.cameras import Camera, parse_resolution
     from agent.capture.sources import FrameSourceError
-    from agent.client import AgentSession
-    from agent.evidence import EvidenceStore
-    from agent.monitor import Monitor
     from agent.source_spec import open_source
+
+    try:
+        if spec.kind == "webcam":
+            try:
+                width, height = parse_resolution(config.agent_resolution)
+            except ValueError as exc:
+                raise ConfigError("TELEWORK_AGENT_RESOLUTION", str(exc)) from None
+            camera = Camera(spec.index, width, height)
+            return camera, None, camera.properties
+        source, reopen = open_source(spec, fps)
+    except FrameSourceError as exc:
+        raise ConfigError("TELEWORK_AGENT_SOURCE", str(exc)) from None
+    return source, reopen, None
+
+
+def desk_language(config: MonitorConfig, environ: Mapping[str, str] | None = None) -> str:
+    """ja or en: TELEWORK_AGENT_LANGUAGE, or for auto the LANG / LC_ALL of the session."""
+    if config.agent_language != "auto":
+        return config.agent_language
+    from agent.i18n import language_of
+
+    env = os.environ if environ is None else environ
+    return language_of(env.get("LC_ALL") or env.get("LC_MESSAGES") or env.get("LANG"))
+
+
+async def _monitor_main(
+    config: MonitorConfig, pipeline: WatchedPipeline, spec: SourceSpec, fast: bool
+) -> int:
+    from agent.client import AgentSession
+    from agent.config import agent_data_dir
+    from agent.control import ControlServer
+    from agent.desk import Desk
+    from agent.monitor import Monitor
+    from agent.watch import RecordingEvidenceStore
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -179,15 +237,34 @@ async def _monitor_main(config: MonitorConfig, pipeline: Pipeline, spec: SourceS
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     session = AgentSession(config.gateway_url, config.agent_token or "", options_of(config), name="agent")
-    try:
-        source, reopen = open_source(spec, pipeline.settings.analysis_fps)
-    except FrameSourceError as exc:
-        raise ConfigError("TELEWORK_AGENT_SOURCE", str(exc)) from None
+    source, reopen, camera = open_monitor_source(config, spec, pipeline.settings.analysis_fps)
+    switch = getattr(source, "switch", None)  # a webcam: the page can choose another one
     folder = config.agent_evidence_dir or default_evidence_dir()
-    monitor = Monitor(session, source, pipeline, EvidenceStore(folder), realtime=not fast, reopen=reopen)
+    evidence = RecordingEvidenceStore(folder)
+    data_dir = agent_data_dir(config)
+    tasks = [t.strip() for t in config.agent_tasks.split(",") if t.strip()]
+    desk = Desk(
+        session,
+        pipeline,
+        evidence,
+        tasks=tasks or None,
+        template_path=config.agent_template,
+        duty_path=data_dir / "duty.json",
+        camera=camera,
+        switch_camera=switch,
+        max_age_s=config.agent_punch_max_age_s,
+        language=desk_language(config),
+    )
+    monitor = Monitor(desk, source, pipeline, evidence, realtime=not fast, reopen=reopen)
+    control = ControlServer(desk, loop, config.agent_page_port, data_dir) if config.agent_page else None
     log.info(
         "agent monitoring",
-        extra={"source": config.agent_source, "engine": pipeline.engine.name, "evidence_dir": str(folder)},
+        extra={
+            "source": config.agent_source,
+            "engine": pipeline.engine.name,
+            "evidence_dir": str(folder),
+            "page": control.url if control is not None else None,
+        },
     )
     runner = asyncio.create_task(session.run())
     # Start with the server's settings when the gateway answers soon; run offline otherwise.
@@ -206,6 +283,8 @@ async def _monitor_main(config: MonitorConfig, pipeline: Pipeline, spec: SourceS
     session.stop()
     waiter.cancel()
     await asyncio.gather(watcher, runner, waiter, return_exceptions=True)
+    if control is not None:
+        await asyncio.to_thread(control.close)
     if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
         raise watcher.exception()  # type: ignore[misc]
     if session.fatal is not None:
@@ -249,3 +328,48 @@ def run_enroll(
         raise ConfigError(where, "no image accepted: " + "; ".join(rejected))
     result.template.save(out)
     return len(result.accepted), rejected
+
+
+# ------------------------------------------------------------ control channel commands (issue 4)
+
+
+def control_folder(data_dir: Path | None) -> Path:
+    """The running agent's data folder (its control.json): --data-dir, TELEWORK_AGENT_DATA_DIR or default."""
+    from agent.config import agent_data_dir
+
+    return agent_data_dir(load_agent_config(agent_data_dir=data_dir))
+
+
+def cli_language(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    config = load_monitor_config(env)
+    return desk_language(config, env)
+
+
+def run_punch(kind: str, task: str | None, data_dir: Path | None) -> tuple[int, str]:
+    """``telework agent punch in|out`` / ``task start NAME|end`` through the running agent.
+
+    (exit code, message): 0 accepted, 1 refused (the message says why)."""
+    from agent.control import ControlError, request
+
+    lang = cli_language()
+    body: dict[str, object] = {"kind": kind}
+    if task is not None:
+        body["task"] = task
+    try:
+        status, reply = request(control_folder(data_dir), "POST", f"/api/punch?lang={lang}", body)
+    except ControlError as exc:
+        raise ConfigError("TELEWORK_AGENT_DATA_DIR", str(exc)) from None
+    message = str(reply.get("message") or reply.get("error") or f"HTTP {status}")
+    return (0 if status == 200 else 1), message
+
+
+def page_url(data_dir: Path | None) -> str:
+    """``telework agent page``: the URL (with the token) of the running agent's local page."""
+    from agent.control import ControlError, read_control_file
+
+    try:
+        info = read_control_file(control_folder(data_dir))
+    except ControlError as exc:
+        raise ConfigError("TELEWORK_AGENT_DATA_DIR", str(exc)) from None
+    return f"{info.url}/?token={info.token}"

@@ -1,0 +1,272 @@
+"""The teleworker's side of the running agent: punches, tasks, face registration, incident action, notices.
+
+:class:`Desk` sits between the monitor and the session. To the monitor it is the emitter
+(``settings`` and ``emit``): an incident start passes through :meth:`emit`, which carries
+out the current ``incident_action`` (``lock``: lock the screen; ``log``: nothing more),
+writes what happened into the event's trace and leaves a notice for the user. To the
+control channel (CLI and local page) it offers :meth:`punch`, :meth:`register` and
+:meth:`status`. Punch decisions are :func:`agent.punch.decide`; accepted punches are
+emitted as DutyEvent/TaskEvent, refused ones are logged and kept in the recent list.
+
+The duty state (on duty, current task) is kept in ``duty.json`` of the data folder so a
+restarted agent still knows the user is on duty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent.face.enroll import ImageResult, assess
+from agent.face.templates import Template, best_match
+from agent.i18n import reason_text, text
+from agent.lock import LockResult, lock_screen, notify_desktop
+from agent.punch import DutyState, PunchDecision, PunchRequest, decide, may_register
+from agent.watch import RecordingEvidenceStore, WatchedPipeline
+from realtime.protocol import AgentSettings, IncidentPayload
+
+log = logging.getLogger(__name__)
+
+
+class Session(Protocol):
+    settings: AgentSettings
+
+    def emit(self, payload: Any, ts: datetime | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Notice:
+    at: datetime
+    key: str
+    params: dict[str, Any]
+    level: str = "info"  # info | warning
+
+    def to_json(self, lang: str) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "level": self.level, "text": text(lang, self.key, **self.params)}
+
+
+def load_duty(path: Path | None) -> DutyState:
+    if path is None or not path.is_file():
+        return DutyState()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        task = data.get("task")
+        return DutyState(bool(data.get("on_duty")), task if isinstance(task, str) and task else None)
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning("duty state unreadable; starting off duty", extra={"path": str(path), "error": str(exc)})
+        return DutyState()
+
+
+def save_duty(path: Path | None, state: DutyState) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(asdict(state)), encoding="utf-8")
+    temporary.replace(path)
+
+
+class Desk:
+    """Punches, registration and incident actions of one running agent (use on the event loop)."""
+
+    def __init__(
+        self,
+        session: Session,
+        pipeline: WatchedPipeline,
+        evidence: RecordingEvidenceStore | None = None,
+        tasks: Sequence[str] | None = None,
+        template_path: Path | None = None,
+        duty_path: Path | None = None,
+        camera: Callable[[], dict[str, Any] | None] | None = None,
+        switch_camera: Callable[[int, int, int], dict[str, Any]] | None = None,
+        locker: Callable[[], LockResult] = lock_screen,
+        notifier: Callable[[str, str], bool] = notify_desktop,
+        max_age_s: float = 2.0,
+        language: str = "en",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.session = session
+        self.pipeline = pipeline
+        self.evidence = evidence
+        self.stand_in_tasks = tuple(tasks) if tasks else None
+        self.template_path = template_path
+        self.duty_path = duty_path
+        self.camera = camera
+        self.switch_camera = switch_camera  # (index, width, height) -> properties; None: not a webcam
+        self.locker = locker
+        self.notifier = notifier
+        self.max_age_s = max_age_s
+        self.language = language
+        self.clock = clock
+        self.duty = load_duty(duty_path)
+        self.notices: deque[Notice] = deque(maxlen=20)
+        self.punches: deque[PunchDecision] = deque(maxlen=20)
+        self.locks: list[LockResult] = []
+
+    # ------------------------------------------------------------ emitter for the monitor
+
+    @property
+    def settings(self) -> AgentSettings:
+        return self.session.settings
+
+    @settings.setter
+    def settings(self, value: AgentSettings) -> None:
+        self.session.settings = value
+
+    def emit(self, payload: Any, ts: datetime | None = None) -> Any:
+        if isinstance(payload, IncidentPayload) and payload.phase == "start":
+            payload = self._incident_action(payload)
+        return self.session.emit(payload, ts=ts)
+
+    def _incident_action(self, payload: IncidentPayload) -> IncidentPayload:
+        action = self.settings.incident_action
+        if action == "lock":
+            result = self.locker()
+            self.locks.append(result)
+            trace = result.trace()
+            key = "notice.lock" if result.locked else "notice.lock_failed"
+            self._notice(key, {"kind": payload.kind, "detail": result.detail or ""}, "warning")
+            if not result.locked:
+                log.warning("screen not locked", extra={"kind": payload.kind, "detail": result.detail})
+        else:
+            trace = {"action": "log"}
+            self._notice("notice.log", {"kind": payload.kind}, "warning")
+        return payload.model_copy(update={"trace": {**(payload.trace or {}), "incident_action": trace}})
+
+    def _notice(self, key: str, params: dict[str, Any], level: str = "info") -> None:
+        notice = Notice(datetime.now(UTC), key, params, level)
+        self.notices.append(notice)
+        if level == "warning":
+            self.notifier(text(self.language, "title"), text(self.language, key, **params))
+
+    # --------------------------------------------------------------------- punches
+
+    def offered_tasks(self) -> tuple[str, ...] | None:
+        """The tasks the server offers this user, else the stand-in list of TELEWORK_AGENT_TASKS; None:
+        any task name is accepted. Server side (once the protocol has it): ``session.tasks`` (latest
+        ``tasks`` frame), else ``session.welcome.tasks``."""
+        offered = getattr(self.session, "tasks", None)
+        if offered is None:
+            offered = getattr(getattr(self.session, "welcome", None), "tasks", None)
+        if offered is not None:
+            return tuple(offered)
+        return self.stand_in_tasks
+
+    async def punch(self, request: PunchRequest) -> PunchDecision:
+        """Decide on ``request`` from a fresh check of the latest frame; emit an accepted punch's events."""
+        verification = await asyncio.to_thread(self.pipeline.verify_latest)
+        decision = decide(
+            request,
+            verification,
+            self.duty,
+            self.pipeline.threshold(),
+            self.clock(),
+            self.offered_tasks(),
+            self.max_age_s,
+        )
+        self.punches.append(decision)
+        extra = {"kind": request.kind, "task": request.task, "reason": decision.reason, **decision.params}
+        if not decision.accepted:
+            log.warning("punch refused", extra=extra)
+            return decision
+        for payload in decision.payloads:
+            self.session.emit(payload)
+        self.duty = decision.state
+        save_duty(self.duty_path, self.duty)
+        log.info("punch accepted", extra=extra)
+        return decision
+
+    def describe(self, decision: PunchDecision, lang: str) -> str:
+        if decision.accepted:
+            return text(lang, f"accepted.{decision.request.kind}", task=decision.request.task or "")
+        return text(lang, "refused", reason=reason_text(lang, decision.reason, decision.params))
+
+    # ---------------------------------------------------------------- registration
+
+    async def register(self, count: int = 3, timeout_s: float = 20.0) -> dict[str, Any]:
+        """Register the user's face from the next ``count`` frames that pass the quality gate.
+
+        Replacing a template needs the current user verified (see :func:`agent.punch.may_register`).
+        """
+        pipeline = self.pipeline
+        current = await asyncio.to_thread(pipeline.verify_latest) if pipeline.has_template else None
+        verdict = may_register(
+            current, pipeline.threshold(), self.clock(), pipeline.has_template, self.max_age_s
+        )
+        if not verdict.ok:
+            return {"ok": False, "reason": verdict.reason, "params": verdict.params}
+        accepted, reasons = await asyncio.to_thread(self._collect, count, timeout_s)
+        embeddings = tuple(r.embedding for r in accepted if r.embedding is not None)
+        if not embeddings:
+            detail = "; ".join(sorted(reasons)) or "no frame"
+            return {"ok": False, "reason": "enroll_rejected", "params": {"detail": detail}}
+        engine = pipeline.engine
+        template = Template(engine.name, engine.model_version, embeddings)
+        if self.template_path is not None:
+            template.save(self.template_path)
+        pipeline.replace_matcher(lambda e: best_match(template, e))
+        log.info("face registered", extra={"images": len(accepted), "template": str(self.template_path)})
+        return {"ok": True, "count": len(accepted)}
+
+    def _collect(self, count: int, timeout_s: float) -> tuple[list[ImageResult], set[str]]:
+        deadline = time.monotonic() + timeout_s
+        latest = self.pipeline.latest
+        seq = latest.seq if latest is not None else 0
+        accepted: list[ImageResult] = []
+        reasons: set[str] = set()
+        while len(accepted) < count and (left := deadline - time.monotonic()) > 0:
+            snapshot = self.pipeline.wait_next(seq, left)
+            if snapshot is None:
+                break
+            seq = snapshot.seq
+            if snapshot.image is None:
+                reasons.add("camera unavailable")
+                continue
+            with self.pipeline.engine_lock:
+                result = assess(self.pipeline.engine, f"frame {seq}", snapshot.image)
+            if result.accepted:
+                accepted.append(result)
+            elif result.reason:
+                reasons.add(result.reason)
+        return accepted, reasons
+
+    # ----------------------------------------------------------------------- status
+
+    def status(self, lang: str) -> dict[str, Any]:
+        """Everything the page shows, JSON-ready, texts in ``lang``."""
+        snapshot = self.pipeline.latest
+        threshold = self.pipeline.threshold()
+        face: dict[str, Any] | None = None
+        if snapshot is not None:
+            best = snapshot.verification().best
+            face = {
+                "faces": len(snapshot.faces),
+                "distance": None if best is None else round(best, 3),
+                "threshold": round(threshold, 3),
+                "age_s": round(self.clock() - snapshot.at, 1),
+            }
+        state = snapshot.state if snapshot is not None else None
+        record = self.evidence.last if self.evidence is not None else None
+        return {
+            "state": state,
+            "state_text": text(lang, f"state.{state or 'none'}"),
+            "on_duty": self.duty.on_duty,
+            "task": self.duty.task,
+            "tasks": list(self.offered_tasks() or ()),
+            "face": face,
+            "has_template": self.pipeline.has_template,
+            "camera": self.camera() if self.camera is not None else None,
+            "camera_switchable": self.switch_camera is not None,
+            "settings": self.settings.model_dump(),
+            "evidence": None if record is None else record.trace(),
+            "notices": [n.to_json(lang) for n in reversed(self.notices)],
+            "punches": [{**d.to_json(), "text": self.describe(d, lang)} for d in reversed(self.punches)],
+        }

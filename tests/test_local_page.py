@@ -1,0 +1,109 @@
+"""The teleworker's local page: its HTML in both languages, and driven in a real Chromium through a punch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.control import ControlServer
+from agent.desk import Desk
+from agent.local_page import page_html
+from agent.watch import RecordingEvidenceStore
+from realtime.protocol import AgentSettings, DutyPayload, TaskPayload
+from tests.desk_world import (
+    STRANGER,
+    USER,
+    Recorder,
+    StillCamera,
+    frames,
+    running_monitor,
+    scene_image,
+    watched_pipeline,
+)
+from tests.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.waiting import wait_until
+
+SCREENSHOTS = Path(os.environ.get("TELEWORK_SCREENSHOT_DIR", "/tmp"))
+
+
+def test_page_in_both_languages_has_every_control() -> None:
+    """Japanese and English pages carry the same controls, their own texts, and no external resource."""
+    for lang, start, end in (("en", "Start work", "End work"), ("ja", "勤務開始", "勤務終了")):
+        page = page_html(lang)
+        assert f'<html lang="{lang}">' in page
+        assert f'<button id="punch-in">{start}</button><button id="punch-out">{end}</button>' in page
+        for element in ('id="preview"', 'id="task-picker"', 'id="register"', 'id="evidence"', 'id="notices"'):
+            assert element in page
+        assert "http://" not in page and "https://" not in page
+    assert page_html("fr") == page_html("en")
+
+
+async def test_page_in_chromium_through_a_punch(tmp_path: Path) -> None:
+    """In Chromium: the preview shows the camera, a stranger's punch is refused with the distance, the user's
+    is accepted (duty on, verified DutyEvent), an offered task is started from the picker, the last evidence
+    is shown, and the Japanese page shows the same state. Screenshots go to TELEWORK_SCREENSHOT_DIR."""
+    if not Path(CHROMIUM).exists():  # noqa: ASYNC240 - once, before the browser starts
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (make test installs it)")
+    from playwright.async_api import async_playwright
+
+    session = Recorder(settings=AgentSettings(analysis_fps=4.0, evidence_interval_s=1.0))
+    pipeline = watched_pipeline()
+    evidence = RecordingEvidenceStore(tmp_path / "evidence", screen=None)
+    camera = StillCamera(scene_image(STRANGER))
+    desk = Desk(session, pipeline, evidence, tasks=("Design", "Review"), camera=camera.properties)
+    server = ControlServer(desk, asyncio.get_running_loop(), port=0, folder=tmp_path)
+    try:
+        async with running_monitor(desk, camera, evidence), async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
+                await page.goto(server.page_url)
+                await page.locator("body[data-ready='1']").wait_for(timeout=15_000)
+                assert await page.title() == "Telework Supporter — my agent"
+                await page.locator("#preview[data-loaded='1']").wait_for(timeout=10_000)
+                assert await page.eval_on_selector("#preview", "img => img.naturalWidth") == 640
+                assert await page.locator("#camera-info").inner_text() == "Camera 0: 640x480, 30 fps (still)"
+
+                await page.click("#punch-in")
+                message = page.locator("#message[data-result='refused']")
+                await message.wait_for(timeout=10_000)
+                text = await message.inner_text()
+                assert text.startswith("Refused: face does not match the registered user (distance 0.")
+                assert await page.locator("#duty").get_attribute("data-on-duty") == "false"
+
+                for image in (scene_image(None), scene_image(USER)):  # the stranger leaves, the user sits
+                    until = frames(pipeline) + 4
+                    camera.image = image
+                    await wait_until(lambda: frames(pipeline) >= until, 10, what="frames of the change")  # noqa: B023
+                await page.click("#punch-in")
+                await page.locator("#message[data-result='accepted']").wait_for(timeout=10_000)
+                assert await page.locator("#message").inner_text() == "Work started (face verified)."
+                await page.locator("#duty[data-on-duty='true']").wait_for(timeout=5_000)
+                assert await page.locator("#punch-in").is_disabled()
+
+                await page.select_option("#task-picker", "Review")
+                await page.click("#task-start")
+                await page.locator("#task[data-task='Review']").wait_for(timeout=10_000)
+                assert await page.locator("#message").inner_text() == "Task started: Review (face verified)."
+
+                await page.locator("#evidence img[data-kind='camera']").wait_for(timeout=10_000)
+                still = "#evidence img[data-kind='camera']"
+                assert await page.eval_on_selector(still, "i => i.naturalWidth") == 640
+                await page.screenshot(path=str(SCREENSHOTS / "telework-local-page-en.png"), full_page=True)
+
+                await page.click("a[data-lang='ja']")
+                await page.locator("html[lang='ja'] body[data-ready='1']").wait_for(timeout=10_000)
+                assert await page.locator("#duty").inner_text() == "勤務中"
+                await page.locator("#state[data-state='present']").wait_for(timeout=10_000)
+                assert await page.locator("#state").inner_text() == "在席"
+                assert await page.locator("#punch-out").inner_text() == "勤務終了"
+                await page.screenshot(path=str(SCREENSHOTS / "telework-local-page-ja.png"), full_page=True)
+            finally:
+                await browser.close()
+    finally:
+        await asyncio.to_thread(server.close)
+    punches = [x for x in session.emitted if isinstance(x, DutyPayload | TaskPayload)]
+    assert punches == [DutyPayload(on_duty=True, verified=True), TaskPayload(task="Review")]
