@@ -12,8 +12,15 @@ Thin I/O around the pure :class:`agent.outbox.Outbox` and :func:`agent.backoff.n
 * close 1008 (bad or revoked token) or 1002 (unsupported protocol version) is fatal:
   the session stops with the reason logged and :attr:`AgentSession.fatal` set.
 
-The outbox is in memory only: events survive reconnects, not an agent restart.
-The persistent on-disk spool (offline recording) is a later issue.
+With a :class:`agent.spool.Spool` every event is written to disk before it is queued and
+leaves it only when acked, so events also survive an agent crash or a PC restart (numbering
+continues, unacked events are flushed in order on the next connection). The spool also holds
+the evidence images (:meth:`AgentSession.add_evidence`), uploaded after the events in paced
+binary chunks (:mod:`agent.uploader`); images overwritten while offline are reported on the
+next connection as a ``gap`` event. Without a spool the outbox is in memory only.
+
+Bandwidth: every message sent and received is metered (:mod:`agent.bandwidth`); completed
+minutes are reported upstream as a ``usage`` event every ``usage_report_s``.
 """
 
 from __future__ import annotations
@@ -22,26 +29,37 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from agent.backoff import next_delay
+from agent.bandwidth import BandwidthMeter, Pacer
 from agent.config import AGENT_VERSION
 from agent.outbox import Outbox, events_frame
+from agent.spool import ImageAdded, Kind, Purpose, Spool
+from agent.uploader import Uploader
 from realtime.protocol import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
     MAX_FRAME_BYTES,
+    MAX_USAGE_MINUTES,
     PROTOCOL_VERSION,
     Ack,
     AgentSettings,
     DutyEvent,
     DutyPayload,
     Error,
+    EvidenceRejected,
+    EvidenceStored,
+    GapEvent,
+    GapPayload,
     Heartbeat,
     Hello,
     IncidentEvent,
@@ -52,6 +70,8 @@ from realtime.protocol import (
     StatePayload,
     TaskEvent,
     TaskPayload,
+    UsageEvent,
+    UsagePayload,
     Welcome,
     encode,
     new_event_id,
@@ -68,6 +88,8 @@ _EVENT_OF: dict[type, type[StateEvent | DutyEvent | TaskEvent | IncidentEvent]] 
     TaskPayload: TaskEvent,
     IncidentPayload: IncidentEvent,
 }
+AnyEvent = StateEvent | DutyEvent | TaskEvent | IncidentEvent | GapEvent | UsageEvent
+E = TypeVar("E", GapEvent, UsageEvent)
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,10 @@ class SessionOptions:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
     open_timeout_s: float = 10.0
+    upload_kbps: float = 160.0  # pace of image uploads (events draw on the same budget)
+    upload_chunk_bytes: int = 8192  # image bytes per binary frame (also the pacer's burst)
+    upload_timeout_s: float = 60.0  # no reply to an uploaded image this long: reconnect
+    usage_report_s: float = 600.0  # a usage event this often (0: never)
 
 
 def is_fatal_close(code: int | None) -> bool:
@@ -96,6 +122,7 @@ class AgentSession:
         agent_version: str = AGENT_VERSION,
         on_ack: Callable[[int], None] | None = None,
         name: str = "",
+        spool: Spool | None = None,
     ) -> None:
         self.gateway_url = gateway_url
         self.options = options or SessionOptions()
@@ -103,7 +130,15 @@ class AgentSession:
         self.on_ack = on_ack
         self.name = name
         self.settings = AgentSettings()
-        self.outbox = Outbox()
+        self.spool = spool
+        if spool is None:
+            self.outbox = Outbox()
+        else:
+            self.outbox = Outbox.restore(spool.next_seq, spool.acked, spool.pending_events())
+        self.meter = BandwidthMeter()
+        self.pacer = Pacer(self.options.upload_kbps, self.options.upload_chunk_bytes)
+        self.uploader: Uploader | None = None  # of the current connection
+        self.images_stored = 0
         self.welcome: Welcome | None = None
         self.attempts = 0  # connection attempts
         self.connects = 0  # welcomes received
@@ -113,23 +148,61 @@ class AgentSession:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._acked = asyncio.Condition()
+        self._idle = asyncio.Event()  # set while no event waits to be sent on the connection
+        self._uploads = asyncio.Event()  # set at each upload reply (and a fatal close)
 
     # ----------------------------------------------------------------- producer API
 
     def emit(
         self, payload: Payload, ts: datetime | None = None
     ) -> StateEvent | DutyEvent | TaskEvent | IncidentEvent:
-        """Queue one event (next seq, new UUIDv7, ``ts`` or now in UTC) and return it."""
-        kind = _EVENT_OF[type(payload)]
-        event = kind(
-            id=new_event_id(),
-            seq=self.outbox.take_seq(),
-            ts=ts or datetime.now(UTC),
-            payload=payload,
+        """Queue one event (next seq, new UUIDv7, ``ts`` or now in UTC) and return it.
+
+        With a spool the event is on disk (fsynced) when this returns.
+        """
+        event = _EVENT_OF[type(payload)](
+            id=new_event_id(), seq=self.outbox.next_seq, ts=ts or datetime.now(UTC), payload=payload
         )
-        self.outbox.push(event.seq, encode(event))
-        self._wake.set()
+        self._queue(event)
         return event
+
+    def _queue(self, event: AnyEvent, gap_count: int = 0) -> None:
+        text = encode(event)
+        if self.spool is not None:
+            try:
+                self.spool.add_event(event.seq, str(event.id), text, gap_count)
+            except sqlite3.Error as exc:  # disk full, file removed: keep going, in memory only
+                log.error(
+                    "spool write failed; event kept in memory only",
+                    extra={"agent": self.name, "seq": event.seq, "error": f"{type(exc).__name__}: {exc}"},
+                )
+        self.outbox.push(self.outbox.take_seq(), text)
+        self._idle.clear()
+        self._wake.set()
+
+    def add_evidence(
+        self, data: bytes, kind: Kind, purpose: Purpose, taken_at: datetime | None = None
+    ) -> ImageAdded:
+        """Keep an evidence image (JPEG bytes) in the spool's ring for upload; needs a spool."""
+        if self.spool is None:
+            raise RuntimeError("add_evidence: this session has no spool (pass spool=Spool(...))")
+        added = self.spool.add_image(data, kind, purpose, taken_at)
+        if self.uploader is not None:
+            self.uploader.wake.set()
+        return added
+
+    async def wait_uploaded(self) -> None:
+        """Wait until the spool holds no image but those rejected on this connection, or a fatal close."""
+        while self.fatal is None and self.spool is not None:
+            skipped = self.uploader.skip if self.uploader is not None else set()
+            if all(e.sha256 in skipped for e in self.spool.ring_entries()):
+                return
+            self._uploads.clear()
+            await self._uploads.wait()
+
+    def _upload_reply(self, stored: bool) -> None:
+        self.images_stored += stored
+        self._uploads.set()
 
     @property
     def acked_seq(self) -> int:
@@ -200,6 +273,7 @@ class AgentSession:
 
     async def _set_fatal(self, reason: str) -> None:
         self.fatal = reason
+        self._uploads.set()
         log.error("session refused; not retrying", extra={"agent": self.name, "reason": reason})
         async with self._acked:
             self._acked.notify_all()
@@ -217,6 +291,9 @@ class AgentSession:
         self.settings = frame.settings
         self.connects += 1
         self.outbox.rewind()
+        if self.outbox.unsent:
+            self._idle.clear()  # resend first: uploads wait
+        self._after_welcome(frame)
         self.connected.set()
         self._wake.set()
         log.info(
@@ -232,11 +309,24 @@ class AgentSession:
             asyncio.create_task(self._reader(ws)),
             asyncio.create_task(self._sender(ws)),
             asyncio.create_task(self._heartbeats(ws)),
+            asyncio.create_task(self._usage_reports()),
             asyncio.create_task(self._stop.wait()),
         ]
+        if self.spool is not None:
+            self.uploader = Uploader(
+                self.spool,
+                partial(self._send_paced, ws),
+                self._idle.wait,
+                self.options.upload_chunk_bytes,
+                self.options.upload_timeout_s,
+                self._upload_reply,
+                self.name,
+            )
+            tasks.append(asyncio.create_task(self.uploader.run()))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.uploader = None
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -244,6 +334,30 @@ class AgentSession:
             exc = task.exception()
             if exc is not None:
                 raise exc
+
+    def _after_welcome(self, welcome: Welcome) -> None:
+        """A fresh spool continues after the server's last seq; overwritten images become a gap event."""
+        spool = self.spool
+        if spool is None:
+            return
+        if len(self.outbox) == 0 and welcome.last_seq >= self.outbox.next_seq:
+            spool.reserve(welcome.last_seq + 1)
+            self.outbox.reserve(welcome.last_seq + 1)
+        count = spool.overwritten
+        if count > 0 and spool.gap_in_flight is None:
+            self._queue(self._next(GapEvent, GapPayload(images_overwritten=count)), gap_count=count)
+            log.warning("overwritten images reported", extra={"agent": self.name, "images": count})
+
+    async def _send(self, ws: ClientConnection, data: str) -> None:
+        size = len(data.encode())
+        self.meter.sent(size)
+        self.pacer.charge(size)
+        await ws.send(data)
+
+    async def _send_paced(self, ws: ClientConnection, data: bytes) -> None:
+        await self.pacer.pace(len(data))
+        self.meter.sent(len(data))
+        await ws.send(data)
 
     def _log_unexpected(self, frame: object) -> None:
         if isinstance(frame, Error):
@@ -259,6 +373,7 @@ class AgentSession:
     async def _reader(self, ws: ClientConnection) -> None:
         while True:
             raw = await ws.recv()  # raises ConnectionClosed with the close code
+            self.meter.received(len(raw) if isinstance(raw, bytes) else len(raw.encode()))
             try:
                 frame = parse_server_frame(raw)
             except ProtocolError as exc:
@@ -270,10 +385,15 @@ class AgentSession:
             if isinstance(frame, Ack):
                 self.outbox.ack(frame.seq)
                 self._wake.set()
+                if self.spool is not None:
+                    self.spool.ack(frame.seq)
                 if self.on_ack is not None:
                     self.on_ack(frame.seq)
                 async with self._acked:
                     self._acked.notify_all()
+            elif isinstance(frame, EvidenceStored | EvidenceRejected):
+                if self.uploader is not None:
+                    self.uploader.resolve(frame)
             elif isinstance(frame, SettingsPush):
                 self.settings = frame.settings
                 log.info("settings replaced", extra={"agent": self.name, **frame.settings.model_dump()})
@@ -286,9 +406,35 @@ class AgentSession:
             await self._wake.wait()
             self._wake.clear()
             while batch := self.outbox.next_batch(opts.batch_max, opts.max_frame_bytes, opts.window):
-                await ws.send(events_frame(batch))
+                await self._send(ws, events_frame(batch))
+            if self.outbox.unsent == 0:
+                self._idle.set()
 
     async def _heartbeats(self, ws: ClientConnection) -> None:
         while True:
-            await ws.send(encode(Heartbeat(ts=datetime.now(UTC))))
+            await self._send(ws, encode(Heartbeat(ts=datetime.now(UTC))))
             await asyncio.sleep(self.settings.heartbeat_interval_s)
+
+    async def _usage_reports(self) -> None:
+        period = self.options.usage_report_s
+        if period <= 0:
+            await asyncio.Event().wait()  # never: wait for the session to end
+        while True:
+            await asyncio.sleep(period)
+            self.report_usage()
+
+    def report_usage(self) -> list[UsageEvent]:
+        """Emit the completed minutes of traffic as usage events (none when there was no traffic)."""
+        minutes = self.meter.drain()
+        events = []
+        for start in range(0, len(minutes), MAX_USAGE_MINUTES):
+            event = self._next(UsageEvent, UsagePayload(minutes=minutes[start : start + MAX_USAGE_MINUTES]))
+            self._queue(event)
+            events.append(event)
+        return events
+
+    def _next(self, kind: type[E], payload: object) -> E:
+        """A new event of ``kind`` with the next seq, now."""
+        return kind.model_validate(
+            {"id": new_event_id(), "seq": self.outbox.next_seq, "ts": datetime.now(UTC), "payload": payload}
+        )

@@ -3,13 +3,15 @@
 Every event gets the next per-agent sequence number (1, 2, 3, ...) and stays in
 the outbox until an ``ack`` with ``seq >= its seq`` arrives (acks are cumulative).
 After a reconnect :meth:`Outbox.rewind` makes every unacked event due again, in
-order. The persistent on-disk spool (events survive an agent restart) is a later
-issue; this outbox lives as long as the process.
+order. With a spool (:mod:`agent.spool`) the session writes each event there first and
+builds the outbox from the spool's unacked events at start (:meth:`Outbox.restore`), so the
+outbox is the in-memory send queue over the durable copy.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 EVENTS_FRAME_HEAD = '{"type":"events","events":['
@@ -32,6 +34,21 @@ class Outbox:
         self.next_seq = first_seq
         self.acked = first_seq - 1  # highest acked seq
         self.sent = first_seq - 1  # highest seq sent on the current connection
+
+    @classmethod
+    def restore(cls, next_seq: int, acked: int, items: Sequence[Pending]) -> Outbox:
+        """An outbox holding a spool's unacked ``items`` (in seq order) after ``acked``."""
+        box = cls(acked + 1)
+        box.next_seq = next_seq
+        for item in items:
+            box.push(item.seq, item.text)
+        return box
+
+    def reserve(self, next_seq: int) -> None:
+        """Continue numbering at ``next_seq``; only when nothing is queued (a fresh agent)."""
+        if not self._items and next_seq > self.next_seq:
+            self.next_seq = next_seq
+            self.acked = self.sent = next_seq - 1
 
     def __len__(self) -> int:
         return len(self._items)
@@ -66,15 +83,8 @@ class Outbox:
         room = min(max_events, window - self.in_flight)
         if room <= 0 or not self._items:
             return []
-        start = self.sent + 1 - self._items[0].seq
-        batch: list[Pending] = []
-        size = len(EVENTS_FRAME_HEAD) + len(EVENTS_FRAME_TAIL)
-        for i in range(max(start, 0), len(self._items)):
-            item = self._items[i]
-            size += len(item.text.encode()) + (1 if batch else 0)  # "," between events
-            if batch and (len(batch) >= room or size > max_bytes):
-                break
-            batch.append(item)
+        start = max(self.sent + 1 - self._items[0].seq, 0)
+        batch = take_batch(self._items, start, room, max_bytes)
         if batch:
             self.sent = batch[-1].seq
         return batch
@@ -93,6 +103,22 @@ class Outbox:
     def rewind(self) -> None:
         """A new connection: everything not acked is due again."""
         self.sent = self.acked
+
+
+def take_batch(items: Sequence[Pending], start: int, max_events: int, max_bytes: int) -> list[Pending]:
+    """``items[start:]`` cut to the first frame: at most ``max_events`` whose frame fits ``max_bytes``.
+
+    Always at least one event (when any is left), whatever its size. Pure.
+    """
+    batch: list[Pending] = []
+    size = len(EVENTS_FRAME_HEAD) + len(EVENTS_FRAME_TAIL)
+    for i in range(start, len(items)):
+        item = items[i]
+        size += len(item.text.encode()) + (1 if batch else 0)  # "," between events
+        if batch and (len(batch) >= max_events or size > max_bytes):
+            break
+        batch.append(item)
+    return batch
 
 
 def events_frame(batch: list[Pending]) -> str:

@@ -40,6 +40,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from realtime import keys, live
 from realtime.auth import Authenticator
 from realtime.batcher import BatcherStopped, Command, WriteBatcher
+from realtime.evidence_upload import EvidenceUploads, default_sink
 from realtime.protocol import (
     Ack,
     Events,
@@ -50,6 +51,7 @@ from realtime.protocol import (
     Welcome,
     WireModel,
     encode,
+    is_evidence_frame,
     new_event_id,
 )
 from realtime.reaper import Reaper
@@ -129,6 +131,7 @@ class Gateway:
         self.settings_listener = SettingsListener(redis, self.push_settings)
         self.subscribed = self.settings_listener.subscribed  # set while the subscription is live
         self.writer = WriteBatcher(redis)
+        self.evidence = EvidenceUploads(settings)  # binary evidence chunks (realtime/evidence_upload.py)
 
     # ------------------------------------------------------------ registry
 
@@ -202,6 +205,7 @@ class Gateway:
             await _close(websocket, CLOSE_STORE_UNAVAILABLE, str(exc))
         finally:
             self._remove(conn)
+            self.evidence.forget(session_id)
             await self._went_away(conn)
 
     async def _went_away(self, conn: Connection) -> None:
@@ -240,6 +244,12 @@ class Gateway:
                 return
             if raw is None:
                 return
+            if is_evidence_frame(raw):
+                ident = conn.identity
+                reply = await self.evidence.receive(conn.session_id, ident.tenant, ident.agent_id, raw)
+                if reply is not None:
+                    await conn.send(reply)
+                continue
             frame = handle_frame(raw, limit)
             if isinstance(frame, Events):
                 await self._store(conn, frame)
@@ -336,6 +346,7 @@ def create_app(settings: ServerSettings) -> Starlette:
             await asyncio.to_thread(check_schema, engine)
             auth = Authenticator(partial(lookup_token, engine), settings.auth_cache_s)
             gateway = Gateway(settings, redis, auth)
+            gateway.evidence = EvidenceUploads(settings, partial(default_sink, settings, engine))
             app.state.gateway = gateway
             listener = asyncio.create_task(gateway.settings_listener.run(), name="settings-listener")
             writer = asyncio.create_task(gateway.writer.run(), name="redis-writer")

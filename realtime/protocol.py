@@ -6,7 +6,9 @@ Imported by the agent, the gateway, the workers and the dashboard.
 Session frames (agent <-> gateway, JSON text frames, ``type`` discriminator):
 
 * agent -> gateway: ``hello`` (first frame), ``events``, ``heartbeat``
-* gateway -> agent: ``welcome``, ``ack``, ``heartbeat``, ``settings``, ``error``
+* gateway -> agent: ``welcome``, ``ack``, ``heartbeat``, ``settings``, ``error``,
+  ``evidence_stored``, ``evidence_rejected``
+* agent -> gateway, binary: evidence chunks (:class:`EvidenceChunk`, :func:`encode_evidence_chunk`)
 
 Internal records (Redis stream entries and live-state values) are protocol
 models too: :class:`StreamEvent`, :class:`LiveState`, :class:`DeadLetter`.
@@ -20,7 +22,7 @@ import re
 import time
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
     AwareDatetime,
@@ -36,6 +38,10 @@ PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 MAX_FRAME_BYTES = 256 * 1024
 MAX_EVENTS_PER_FRAME = 1000
+MAX_USAGE_MINUTES = 120  # minutes in one usage event
+EVIDENCE_MAGIC = b"TWE1"  # first bytes of a binary evidence-chunk frame (issue 4)
+EVIDENCE_CHUNK_MAX = 64 * 1024  # bytes of image data in one chunk frame
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 # WebSocket close codes used by the gateway.
 CLOSE_POLICY_VIOLATION = 1008  # bad or revoked token
@@ -106,6 +112,8 @@ class AgentSettings(WireModel):
 class StatePayload(WireModel):
     state: PresenceState
     trace: dict[str, Any] | None = None
+    # sha256 of periodic evidence images (webcam still, screenshot) taken in this state
+    evidence: list[str] = Field(default_factory=list, max_length=16)
 
 
 class DutyPayload(WireModel):
@@ -161,11 +169,32 @@ class GapEvent(_EventBase):
     payload: GapPayload
 
 
+class UsageMinute(WireModel):
+    """One minute of an agent's traffic on its session (WebSocket messages incl. framing)."""
+
+    start: AwareDatetime  # the minute's first second (UTC)
+    sent: int = Field(ge=0)  # bytes agent -> gateway
+    received: int = Field(ge=0)  # bytes gateway -> agent
+    peak_sent_kbps: float = Field(ge=0)  # highest 1 s window of the minute, kilobits per second
+    peak_received_kbps: float = Field(ge=0)
+
+
+class UsagePayload(WireModel):
+    minutes: list[UsageMinute] = Field(min_length=1, max_length=MAX_USAGE_MINUTES)
+
+
+class UsageEvent(_EventBase):
+    """Bandwidth the agent measured, reported every few minutes (issue 4)."""
+
+    type: Literal["usage"] = "usage"
+    payload: UsagePayload
+
+
 Event = Annotated[
-    StateEvent | DutyEvent | TaskEvent | IncidentEvent | GapEvent,
+    StateEvent | DutyEvent | TaskEvent | IncidentEvent | GapEvent | UsageEvent,
     Field(discriminator="type"),
 ]
-EVENT_TYPES: tuple[str, ...] = ("state", "duty", "task", "incident", "gap")
+EVENT_TYPES: tuple[str, ...] = ("state", "duty", "task", "incident", "gap", "usage")
 
 
 # ------------------------------------------------------------------------ frames
@@ -220,18 +249,60 @@ class Error(WireModel):
     field: str | None = None
 
 
+class EvidenceChunk(WireModel):
+    """Header of a binary evidence frame: ``EVIDENCE_MAGIC``, 4-byte big-endian header length,
+    this header's JSON, then ``data`` bytes of the image starting at ``offset``.
+
+    An image is sent as consecutive chunks (offset 0, then each next offset) so uploads can be
+    paced and interleaved with event frames; the last chunk completes it.
+    """
+
+    type: Literal["evidence_chunk"] = "evidence_chunk"
+    sha256: str = Field(pattern=SHA256_PATTERN)  # of the whole image
+    kind: Literal["camera", "screen"]
+    purpose: Literal["periodic", "incident"]
+    taken_at: AwareDatetime
+    size: int = Field(ge=1)  # bytes of the whole image
+    offset: int = Field(ge=0)
+
+
+class EvidenceStored(WireModel):
+    """The server stored the image ``sha256`` durably; the agent may delete its copy."""
+
+    type: Literal["evidence_stored"] = "evidence_stored"
+    sha256: str
+
+
+class EvidenceRejected(WireModel):
+    """The image was not stored. ``retry``: worth sending again later (store unavailable)."""
+
+    type: Literal["evidence_rejected"] = "evidence_rejected"
+    sha256: str
+    code: str  # invalid_chunk | too_large | out_of_order | sha256_mismatch | store_unavailable
+    message: str
+    retry: bool = False
+
+
 AgentFrame = Annotated[Hello | Events | Heartbeat, Field(discriminator="type")]
 ServerFrame = Annotated[
-    Welcome | Ack | Heartbeat | SettingsPush | Error, Field(discriminator="type")
+    Welcome | Ack | Heartbeat | SettingsPush | Error | EvidenceStored | EvidenceRejected,
+    Field(discriminator="type"),
 ]
 Frame = AgentFrame | ServerFrame
+ServerFrameModel = Welcome | Ack | Heartbeat | SettingsPush | Error | EvidenceStored | EvidenceRejected
 
 _AGENT_FRAME: TypeAdapter[Hello | Events | Heartbeat] = TypeAdapter(AgentFrame)
-_SERVER_FRAME: TypeAdapter[Welcome | Ack | Heartbeat | SettingsPush | Error] = TypeAdapter(
-    ServerFrame
-)
+_SERVER_FRAME: TypeAdapter[ServerFrameModel] = TypeAdapter(ServerFrame)
 AGENT_FRAME_TYPES: tuple[str, ...] = ("hello", "events", "heartbeat")
-SERVER_FRAME_TYPES: tuple[str, ...] = ("welcome", "ack", "heartbeat", "settings", "error")
+SERVER_FRAME_TYPES: tuple[str, ...] = (
+    "welcome",
+    "ack",
+    "heartbeat",
+    "settings",
+    "error",
+    "evidence_stored",
+    "evidence_rejected",
+)
 
 
 # ------------------------------------------------------------ internal records
@@ -369,9 +440,7 @@ def parse_agent_frame(raw: str | bytes, limit: int = MAX_FRAME_BYTES) -> Hello |
         raise _validation_error(exc, AGENT_FRAME_TYPES) from None
 
 
-def parse_server_frame(
-    raw: str | bytes, limit: int = MAX_FRAME_BYTES
-) -> Welcome | Ack | Heartbeat | SettingsPush | Error:
+def parse_server_frame(raw: str | bytes, limit: int = MAX_FRAME_BYTES) -> ServerFrameModel:
     """Decode a frame sent by the gateway, or raise :class:`ProtocolError`."""
     data = _load_json(raw, limit)
     _check_type(data, SERVER_FRAME_TYPES)
@@ -387,6 +456,37 @@ def parse_record(raw: str | bytes, model: type[WireModel]) -> Any:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise _validation_error(exc, ()) from None
+
+
+def is_evidence_frame(raw: str | bytes) -> TypeGuard[bytes]:
+    """True for a binary evidence-chunk frame (JSON frames never start with these bytes)."""
+    return isinstance(raw, bytes) and raw[: len(EVIDENCE_MAGIC)] == EVIDENCE_MAGIC
+
+
+def encode_evidence_chunk(header: EvidenceChunk, data: bytes) -> bytes:
+    """The binary frame carrying ``data`` (the image bytes at ``header.offset``)."""
+    head = encode(header).encode()
+    return EVIDENCE_MAGIC + len(head).to_bytes(4, "big") + head + data
+
+
+def parse_evidence_chunk(raw: bytes) -> tuple[EvidenceChunk, bytes]:
+    """Split a binary evidence frame into its header and data, or raise :class:`ProtocolError`."""
+    if not is_evidence_frame(raw):
+        raise ProtocolError("invalid_chunk", f"expected a frame starting with {EVIDENCE_MAGIC!r}")
+    start = len(EVIDENCE_MAGIC) + 4
+    if len(raw) < start:
+        raise ProtocolError("invalid_chunk", f"frame is {len(raw)} bytes; expected at least {start}")
+    length = int.from_bytes(raw[len(EVIDENCE_MAGIC) : start], "big")
+    if length > len(raw) - start:
+        raise ProtocolError(
+            "invalid_chunk", f"header length {length} exceeds the {len(raw) - start} bytes that follow"
+        )
+    try:
+        header = EvidenceChunk.model_validate_json(raw[start : start + length])
+    except ValidationError as exc:
+        err = _validation_error(exc, ())
+        raise ProtocolError("invalid_chunk", err.message, err.field) from None
+    return header, raw[start + length :]
 
 
 def utc_from_ms(ms: int) -> datetime:

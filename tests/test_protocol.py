@@ -157,7 +157,7 @@ ERRORS = [
         "unknown event type",
         events_raw(event_dict(type="mood")),
         "unknown_type",
-        "unknown event type 'mood'; expected one of state, duty, task, incident, gap",
+        "unknown event type 'mood'; expected one of state, duty, task, incident, gap, usage",
         "events.0.type",
     ),
     (

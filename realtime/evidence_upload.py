@@ -1,0 +1,229 @@
+"""Gateway side of evidence upload: binary chunk frames on the agent's session -> evidence store.
+
+Why chunks on the session rather than an HTTPS POST: the session is already authenticated
+(the agent token was checked at ``hello``), so there is no second credential path to secure;
+the agent needs no HTTP client; and small chunks (8 KiB by default) can be paced and
+interleaved with event frames, so an upload never holds back events or heartbeats and the
+agent's bandwidth stays under its budget. An agent with a bad or revoked token never gets a
+session (close 1008), so it cannot upload anything.
+
+A chunk frame is ``EVIDENCE_MAGIC`` + header length + :class:`~realtime.protocol.EvidenceChunk`
+JSON + image bytes. Chunks of one image arrive in order on one session (offset 0 starts an
+image; a new offset 0 discards an unfinished one). The last chunk is checked against the
+sha256 and the size limit, stored through an :class:`EvidenceSink`, and only then answered with
+``evidence_stored``; every problem is answered with ``evidence_rejected`` naming the image, a
+code and what was expected (``retry`` true only when the store itself failed).
+
+Sinks: :class:`EncryptedSink` (the tenant-encrypted store of :mod:`storage.evidence_store`, the
+default) and :class:`FolderSink` (plain files ``<data_dir>/uploads/<tenant>/<sha256>.jpg``).
+:func:`default_sink` picks one; switching is that one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from realtime.protocol import (
+    EVIDENCE_CHUNK_MAX,
+    Error,
+    EvidenceChunk,
+    EvidenceRejected,
+    EvidenceStored,
+    ProtocolError,
+    parse_evidence_chunk,
+)
+from storage.activity import Incident
+from storage.evidence_store import EvidenceError, open_store, save_evidence
+from telework.config import ConfigError
+from telework.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+# evidence_object has a foreign key to incident: its table must be in the metadata when a row is
+# flushed, and nothing else in the gateway process imports it.
+_FOREIGN_TABLES = (Incident,)
+
+
+# ---------------------------------------------------------------------- pure
+
+
+@dataclass(frozen=True)
+class Partial:
+    """An image being received: its header and the chunks so far."""
+
+    header: EvidenceChunk
+    parts: tuple[bytes, ...]
+    received: int
+
+
+@dataclass(frozen=True)
+class Complete:
+    header: EvidenceChunk
+    data: bytes
+
+
+def _reject(header: EvidenceChunk, code: str, message: str) -> EvidenceRejected:
+    return EvidenceRejected(sha256=header.sha256, code=code, message=f"evidence {header.sha256}: {message}")
+
+
+def accept_chunk(
+    partial: Partial | None, header: EvidenceChunk, data: bytes, max_bytes: int
+) -> Partial | Complete | EvidenceRejected:
+    """The upload after one more chunk: still partial, complete and verified, or rejected."""
+    if header.size > max_bytes:
+        return _reject(header, "too_large", f"image is {header.size} bytes; the limit is {max_bytes} bytes")
+    if not data:
+        return _reject(header, "invalid_chunk", "chunk carries no image bytes")
+    if len(data) > EVIDENCE_CHUNK_MAX:
+        limit = EVIDENCE_CHUNK_MAX
+        return _reject(
+            header, "invalid_chunk", f"chunk carries {len(data)} bytes; the limit is {limit} bytes"
+        )
+    if header.offset == 0:
+        partial = Partial(header, (), 0)
+    elif partial is None or partial.header.sha256 != header.sha256:
+        return _reject(header, "out_of_order", f"expected the chunk at offset 0, got offset {header.offset}")
+    elif header.offset != partial.received:
+        expected = partial.received
+        return _reject(
+            header, "out_of_order", f"expected the chunk at offset {expected}, got offset {header.offset}"
+        )
+    elif header.size != partial.header.size:
+        return _reject(
+            header, "invalid_chunk", f"size changed between chunks: {partial.header.size} then {header.size}"
+        )
+    received = partial.received + len(data)
+    if received > header.size:
+        return _reject(header, "invalid_chunk", f"chunks add up to {received} bytes; size is {header.size}")
+    parts = (*partial.parts, data)
+    if received < header.size:
+        return Partial(partial.header, parts, received)
+    whole = b"".join(parts)
+    computed = hashlib.sha256(whole).hexdigest()
+    if computed != header.sha256:
+        return _reject(header, "sha256_mismatch", f"content hashes to {computed}")
+    return Complete(partial.header, whole)
+
+
+# ---------------------------------------------------------------------- sinks
+
+
+class EvidenceSink(Protocol):
+    def store(self, tenant: str, agent_id: str, header: EvidenceChunk, data: bytes) -> str:
+        """Store the verified image durably (idempotent by sha256); returns where it went."""
+        ...
+
+
+class FolderSink:
+    """Plain files by sha256 in a folder (no encryption: for setups without the encrypted store)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_of(self, tenant: str, sha256: str) -> Path:
+        return self.root / tenant / f"{sha256}.jpg"
+
+    def store(self, tenant: str, agent_id: str, header: EvidenceChunk, data: bytes) -> str:
+        target = self.path_of(tenant, header.sha256)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_name(f"{target.name}.{agent_id}.tmp")
+            temporary.write_bytes(data)
+            temporary.replace(target)
+        return str(target)
+
+
+class EncryptedSink:
+    """The tenant-encrypted evidence store, with its ``evidence_object`` row."""
+
+    def __init__(self, settings: ServerSettings, engine: Engine) -> None:
+        self.engine = engine
+        self.store_ = open_store(settings, engine)  # ConfigError when no master key is configured
+
+    def store(self, tenant: str, agent_id: str, header: EvidenceChunk, data: bytes) -> str:
+        taken_at = header.taken_at
+        save_evidence(
+            self.engine, self.store_, tenant, data, kind=header.kind, taken_at=taken_at, agent_id=agent_id
+        )
+        return self.store_.where(tenant, header.sha256)
+
+
+def default_sink(settings: ServerSettings, engine: Engine) -> EvidenceSink:
+    """The sink the gateway stores uploads in."""
+    return EncryptedSink(settings, engine)  # FolderSink(settings.data_dir / "uploads") without encryption
+
+
+# ------------------------------------------------------------------- receiver
+
+
+class EvidenceUploads:
+    """Unfinished uploads per session, and storing the finished ones."""
+
+    def __init__(self, settings: ServerSettings, make_sink: Callable[[], EvidenceSink] | None = None) -> None:
+        self.max_bytes = settings.evidence_max_bytes
+        self.make_sink = make_sink
+        self._sink: EvidenceSink | None = None
+        self._partials: dict[str, Partial] = {}
+        self._rejected: dict[str, str] = {}  # session -> sha256 whose later chunks are dropped unanswered
+        self.stored = 0
+
+    def forget(self, session_id: str) -> None:
+        """The session ended: drop its unfinished upload (the agent sends it again)."""
+        self._partials.pop(session_id, None)
+        self._rejected.pop(session_id, None)
+
+    def sink(self) -> EvidenceSink:
+        """The sink, built on first use; ConfigError (retried next time) if it cannot be."""
+        if self._sink is None:
+            if self.make_sink is None:
+                raise ConfigError("TELEWORK_EVIDENCE_BACKEND", "this gateway has no evidence store")
+            self._sink = self.make_sink()
+        return self._sink
+
+    async def receive(
+        self, session_id: str, tenant: str, agent_id: str, raw: bytes
+    ) -> EvidenceStored | EvidenceRejected | Error | None:
+        """Take one chunk frame; the reply to send, or None while the image is unfinished."""
+        try:
+            header, data = parse_evidence_chunk(raw)
+        except ProtocolError as exc:
+            self.forget(session_id)
+            return exc.to_frame()
+        if header.offset > 0 and self._rejected.get(session_id) == header.sha256:
+            return None  # the rest of an image already answered with evidence_rejected
+        result = accept_chunk(self._partials.get(session_id), header, data, self.max_bytes)
+        if isinstance(result, Partial):
+            self._partials[session_id] = result
+            self._rejected.pop(session_id, None)
+            return None
+        self.forget(session_id)
+        if isinstance(result, EvidenceRejected):
+            self._rejected[session_id] = header.sha256
+        extra = {"tenant": tenant, "agent_id": agent_id, "session_id": session_id, "sha256": header.sha256}
+        if isinstance(result, EvidenceRejected):
+            log.info("evidence rejected", extra={**extra, "code": result.code, "why": result.message})
+            return result
+        try:
+            sink = self.sink()
+            where = await asyncio.to_thread(sink.store, tenant, agent_id, result.header, result.data)
+        except (ConfigError, EvidenceError, SQLAlchemyError, OSError) as exc:
+            log.error("evidence not stored", extra={**extra, "error": f"{type(exc).__name__}: {exc}"})
+            message = f"evidence {header.sha256}: store unavailable: {exc}"
+            return EvidenceRejected(
+                sha256=header.sha256,
+                code="store_unavailable",
+                message=message,
+                retry=True,
+            )
+        self.stored += 1
+        log.debug("evidence stored", extra={**extra, "bytes": len(result.data), "where": where})
+        return EvidenceStored(sha256=header.sha256)

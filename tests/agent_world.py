@@ -1,0 +1,140 @@
+"""A real gateway (uvicorn, restartable on its port) + a real PersistWorker + a tenant with one agent."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import uvicorn
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+
+from agent.client import AgentSession, SessionOptions
+from agent.spool import Spool
+from realtime.gateway import create_app, uvicorn_config
+from storage.accounts import create_agent, create_tenant, create_user
+from storage.activity import EventRecord
+from storage.db import make_engine
+from telework.settings import ServerSettings
+from tests.waiting import wait_until
+from workers.consumer import PersistWorker
+
+FAST = SessionOptions(backoff_base_s=0.05, backoff_cap_s=0.3, open_timeout_s=5, upload_kbps=100_000)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Gateway:
+    """The gateway app on uvicorn on a fixed free port (known before the first start; restarts reuse it)."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.server: uvicorn.Server | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = self.settings.model_copy(update={"gateway_port": self.port})
+        server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+        task = asyncio.create_task(server.serve())
+        self.server, self.task = server, task
+        await wait_until(lambda: server.started or task.done(), 15, what="uvicorn started")
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn exited before it started")
+        self.port = int(server.servers[0].sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self.server is not None and self.task is not None:
+            self.server.should_exit = True
+            await asyncio.wait_for(self.task, 15)
+        self.server = self.task = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/agent"
+
+
+@dataclass
+class World:
+    gateway: Gateway
+    settings: ServerSettings
+    tenant: str
+    agent_id: str
+    token: str
+    database_url: str
+    tmp_path: Path
+
+    def session(self, spool: Spool, options: SessionOptions = FAST, **kw: Any) -> AgentSession:
+        return AgentSession(self.gateway.url, self.token, options, name=self.agent_id, spool=spool, **kw)
+
+    engine: Engine
+
+    def events(self) -> list[EventRecord]:
+        """The agent's stored events, by seq."""
+        with Session(self.engine) as s:
+            query = select(EventRecord).where(col(EventRecord.tenant_id) == self.tenant)
+            return list(s.execute(query.order_by(col(EventRecord.seq))).scalars())
+
+    def count(self) -> int:
+        """How many events of the tenant are stored."""
+        with Session(self.engine) as s:
+            query = select(func.count()).where(col(EventRecord.tenant_id) == self.tenant)
+            return int(s.execute(query).scalar_one())
+
+
+def master_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+@asynccontextmanager
+async def world(
+    redis_url: str, database_url: str, tmp_path: Path, start: bool = True, **overrides: Any
+) -> AsyncIterator[World]:
+    """Tenant + agent in the database, a gateway (started unless ``start`` is False), a persist worker."""
+    engine = make_engine(database_url)
+    tenant, agent_id = f"t{uuid.uuid4().hex[:10]}", f"pc-{uuid.uuid4().hex[:8]}"
+    create_tenant(engine, tenant, "Offline tenant")
+    create_user(engine, tenant, "alice", "Alice")
+    token = create_agent(engine, tenant, agent_id, "alice")
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "server",
+        "redis_url": redis_url,
+        "database_url": database_url,
+        "gateway_port": 0,
+        "auth_cache_s": 0,
+        "worker_block_ms": 20,
+        "tenant_refresh_s": 0.2,
+        "master_key": master_key(),
+        **overrides,
+    }
+    settings = ServerSettings(**values)
+    gateway = Gateway(settings)
+    stop = asyncio.Event()
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    worker = PersistWorker(settings, engine, client)
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        if start:
+            await gateway.start()
+        yield World(gateway, settings, tenant, agent_id, token, database_url, tmp_path, engine)
+    finally:
+        await gateway.stop()
+        stop.set()
+        await running
+        await client.aclose()
+        engine.dispose()
