@@ -17,6 +17,7 @@ from telework.config import ConfigError
 
 if TYPE_CHECKING:
     from agent.capture.sources import FrameSource
+    from agent.evidence import EvidenceRecord
     from agent.face.engine import FaceEngine
     from agent.face.templates import Template
     from agent.source_spec import SourceSpec
@@ -33,6 +34,9 @@ def options_of(config: AgentConfig) -> SessionOptions:
         backoff_base_s=config.agent_backoff_base_s,
         backoff_cap_s=config.agent_backoff_cap_s,
         open_timeout_s=config.agent_open_timeout_s,
+        upload_kbps=config.agent_upload_kbps,
+        upload_chunk_bytes=config.agent_upload_chunk_bytes,
+        usage_report_s=config.agent_usage_report_s,
     )
 
 
@@ -236,12 +240,27 @@ async def _monitor_main(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    session = AgentSession(config.gateway_url, config.agent_token or "", options_of(config), name="agent")
+    from agent.spool import open_spool, purpose_of
+
+    # The real agent keeps every event and evidence image in its on-disk spool until the server
+    # has it: nothing is lost across a disconnect, a gateway restart, an agent crash or a reboot.
+    spool = open_spool(config)
+    session = AgentSession(
+        config.gateway_url, config.agent_token or "", options_of(config), name="agent", spool=spool
+    )
     source, reopen, camera = open_monitor_source(config, spec, pipeline.settings.analysis_fps)
     switch = getattr(source, "switch", None)  # a webcam: the page can choose another one
-    folder = config.agent_evidence_dir or default_evidence_dir()
-    evidence = RecordingEvidenceStore(folder)
     data_dir = agent_data_dir(config)
+    folder = config.agent_evidence_dir or data_dir / "evidence"
+    evidence = RecordingEvidenceStore(folder)
+
+    def upload(record: EvidenceRecord) -> None:
+        for image in record.images:
+            session.add_evidence(
+                image.path.read_bytes(), image.kind, purpose_of(record.reason), record.taken_at
+            )
+
+    evidence.forward = upload
     tasks = [t.strip() for t in config.agent_tasks.split(",") if t.strip()]
     desk = Desk(
         session,
@@ -285,17 +304,12 @@ async def _monitor_main(
     await asyncio.gather(watcher, runner, waiter, return_exceptions=True)
     if control is not None:
         await asyncio.to_thread(control.close)
+    spool.close()
     if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
         raise watcher.exception()  # type: ignore[misc]
     if session.fatal is not None:
         raise ConfigError("TELEWORK_AGENT_TOKEN", f"the gateway refused the session: {session.fatal}")
     return 0
-
-
-def default_evidence_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("telework")) / "evidence"
 
 
 def run_enroll(

@@ -180,11 +180,15 @@ def render_preview(snapshot: Snapshot, threshold: float) -> bytes | None:
 
 
 class RecordingEvidenceStore(EvidenceStore):
-    """An EvidenceStore that remembers its last record (shown on the local page)."""
+    """An EvidenceStore that remembers its last record (shown on the local page) and hands each
+    record to ``forward`` (the session's spool, which uploads the images to the server)."""
 
     last: EvidenceRecord | None = None
+    forward: Callable[[EvidenceRecord], None] | None = None
 
     def capture(self, camera: Image | None, reason: str, now: datetime | None = None) -> EvidenceRecord:
         record = super().capture(camera, reason, now)
         self.last = record
+        if self.forward is not None:
+            self.forward(record)
         return record

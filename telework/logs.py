@@ -45,12 +45,28 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (not the one at set-up)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def setup_logging(level: str | int = "INFO") -> None:
-    """Send every log record, as logfmt, to stderr at ``level``; replaces earlier handlers."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Send every log record, as logfmt, to stderr at ``level``; replaces an earlier set-up's handler."""
+    handler = StderrHandler()
     handler.setFormatter(LogfmtFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if isinstance(old, StderrHandler) or type(old) is logging.StreamHandler:
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())

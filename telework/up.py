@@ -139,7 +139,7 @@ def plan_children(
                 {
                     "TELEWORK_GATEWAY_URL": resolved.gateway_ws_url,
                     "TELEWORK_AGENT_TOKEN": camera_token,
-                    "TELEWORK_AGENT_EVIDENCE_DIR": str(resolved.data_dir / "agent-evidence"),
+                    "TELEWORK_AGENT_DATA_DIR": str(resolved.data_dir / "camera-agent"),
                     "PYTHONUNBUFFERED": "1",
                 },
             )

@@ -193,7 +193,12 @@ async def test_cli_source_sends_states_and_incidents_through_gateway(
             sys.executable, "-m", "telework", "agent", "--source", f"folder:{frames}", "--fast",
             "--template", str(template), "--token", w.token, "--gateway-url", w.gateway.url,
             "--evidence-dir", str(tmp_path / "evidence"),
-            env={**os.environ, "TELEWORK_AGENT_FACE_ENGINE": "dlib"},
+            env={
+                **os.environ,
+                "TELEWORK_AGENT_FACE_ENGINE": "dlib",
+                "TELEWORK_AGENT_DATA_DIR": str(tmp_path / "agent"),
+                "TELEWORK_AGENT_PAGE_PORT": "0",
+            },
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         async with asyncio.timeout(120):

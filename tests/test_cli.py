@@ -403,6 +403,7 @@ def test_up_on_empty_data_folder_starts_and_stops_cleanly(tmp_path: Path) -> Non
         TELEWORK_DATA_DIR=str(data),
         TELEWORK_GATEWAY_PORT=str(gw_port),
         TELEWORK_DASHBOARD_PORT=str(dash_port),
+        TELEWORK_AGENT_PAGE_PORT="0",
         TELEWORK_LOG_LEVEL="WARNING",
     )
     log_path = tmp_path / "up.log"
@@ -466,7 +467,7 @@ def test_plan_children_with_camera_token_adds_the_face_pipeline_agent() -> None:
     assert camera.env == {
         "TELEWORK_GATEWAY_URL": "ws://127.0.0.1:8700/v1/agent",
         "TELEWORK_AGENT_TOKEN": "twa_x",
-        "TELEWORK_AGENT_EVIDENCE_DIR": "/d/agent-evidence",
+        "TELEWORK_AGENT_DATA_DIR": "/d/camera-agent",
         "PYTHONUNBUFFERED": "1",
     }
     assert stop_waves([s.name for s in specs])[0] == ["agents", "camera-agent"]

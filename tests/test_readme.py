@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, MonitorConfig
 from telework.config import env_key
 from telework.settings import ServerSettings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("model", [ServerSettings, AgentConfig])
+@pytest.mark.parametrize("model", [ServerSettings, AgentConfig, MonitorConfig])
 def test_every_setting_is_in_the_readme_table(model: type) -> None:
     """Each TELEWORK_* variable a settings object reads has a row in the README's settings table."""
     missing = [env_key(name) for name in model.model_fields if f"| `{env_key(name)}` |" not in README]
