@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from agent.config import AgentConfig, MonitorConfig
 from telework.config import env_key
@@ -14,7 +15,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 
 
 @pytest.mark.parametrize("model", [ServerSettings, AgentConfig, MonitorConfig])
-def test_every_setting_is_in_the_readme_table(model: type) -> None:
+def test_every_setting_is_in_the_readme_table(model: type[BaseModel]) -> None:
     """Each TELEWORK_* variable a settings object reads has a row in the README's settings table."""
     missing = [env_key(name) for name in model.model_fields if f"| `{env_key(name)}` |" not in README]
     assert missing == []
