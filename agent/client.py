@@ -3,8 +3,9 @@
 Thin I/O around the pure :class:`agent.outbox.Outbox` and :func:`agent.backoff.next_delay`:
 
 * connect, send ``hello`` (token, agent version, protocol 1), read ``welcome`` and apply
-  its settings; a later ``settings`` frame replaces them live;
-* send a ``heartbeat`` every ``settings.heartbeat_interval_s``;
+  its settings and offered tasks; a later ``settings`` or ``tasks`` frame replaces them live;
+* send a ``heartbeat`` every ``settings.heartbeat_interval_s`` (a new interval applies at
+  once: the wait for the next heartbeat is re-measured from the last one);
 * send queued events in ``events`` frames (up to ``batch_max`` per frame), each kept in
   the outbox until a cumulative ``ack`` covers it; after a reconnect the unacked ones
   are sent again, in order (at-least-once: the worker dedupes by event id);
@@ -70,6 +71,7 @@ from realtime.protocol import (
     StatePayload,
     TaskEvent,
     TaskPayload,
+    TasksPush,
     UsageEvent,
     UsagePayload,
     Welcome,
@@ -140,6 +142,7 @@ class AgentSession:
         self.uploader: Uploader | None = None  # of the current connection
         self.images_stored = 0
         self.welcome: Welcome | None = None
+        self.tasks: tuple[str, ...] | None = None  # offered by the server; None: it does not say
         self.attempts = 0  # connection attempts
         self.connects = 0  # welcomes received
         self.fatal: str | None = None
@@ -150,6 +153,7 @@ class AgentSession:
         self._acked = asyncio.Condition()
         self._idle = asyncio.Event()  # set while no event waits to be sent on the connection
         self._uploads = asyncio.Event()  # set at each upload reply (and a fatal close)
+        self._settings_changed = asyncio.Event()  # set when a settings frame arrives
 
     # ----------------------------------------------------------------- producer API
 
@@ -289,6 +293,7 @@ class AgentSession:
                 self._log_unexpected(frame)
         self.welcome = frame
         self.settings = frame.settings
+        self.tasks = None if frame.tasks is None else tuple(frame.tasks)
         self.connects += 1
         self.outbox.rewind()
         if self.outbox.unsent:
@@ -396,7 +401,11 @@ class AgentSession:
                     self.uploader.resolve(frame)
             elif isinstance(frame, SettingsPush):
                 self.settings = frame.settings
+                self._settings_changed.set()
                 log.info("settings replaced", extra={"agent": self.name, **frame.settings.model_dump()})
+            elif isinstance(frame, TasksPush):
+                self.tasks = tuple(frame.tasks)
+                log.info("offered tasks replaced", extra={"agent": self.name, "tasks": len(frame.tasks)})
             elif isinstance(frame, Error):
                 self._log_unexpected(frame)
 
@@ -411,9 +420,16 @@ class AgentSession:
                 self._idle.set()
 
     async def _heartbeats(self, ws: ClientConnection) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._send(ws, encode(Heartbeat(ts=datetime.now(UTC))))
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            sent = loop.time()
+            # the interval in force now, not when the wait began: a settings frame wakes the wait
+            while (remaining := sent + self.settings.heartbeat_interval_s - loop.time()) > 0:
+                self._settings_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._settings_changed.wait()
 
     async def _usage_reports(self) -> None:
         period = self.options.usage_report_s

@@ -150,13 +150,14 @@ class Desk:
     # --------------------------------------------------------------------- punches
 
     def offered_tasks(self) -> tuple[str, ...] | None:
-        """The tasks the server offers this user, else the stand-in list of TELEWORK_AGENT_TASKS; None:
-        any task name is accepted. Server side (once the protocol has it): ``session.tasks`` (latest
-        ``tasks`` frame), else ``session.welcome.tasks``."""
+        """The tasks the server offers this user: ``session.tasks`` (the welcome's list, replaced by
+        each ``tasks`` frame), else ``session.welcome.tasks``. When the server offers none (says
+        nothing, or its tenant has no tasks), the stand-in list of TELEWORK_AGENT_TASKS; None: any
+        task name is accepted."""
         offered = getattr(self.session, "tasks", None)
         if offered is None:
             offered = getattr(getattr(self.session, "welcome", None), "tasks", None)
-        if offered is not None:
+        if offered:
             return tuple(offered)
         return self.stand_in_tasks
 

@@ -41,17 +41,11 @@ from realtime.protocol import (
     ProtocolError,
     parse_evidence_chunk,
 )
-from storage.activity import Incident
 from storage.evidence_store import EvidenceError, open_store, save_evidence
 from telework.config import ConfigError
 from telework.settings import ServerSettings
 
 log = logging.getLogger(__name__)
-
-# evidence_object has a foreign key to incident: its table must be in the metadata when a row is
-# flushed, and nothing else in the gateway process imports it.
-_FOREIGN_TABLES = (Incident,)
-
 
 # ---------------------------------------------------------------------- pure
 

@@ -5,7 +5,8 @@ Routes: WebSocket ``/v1/agent``, ``GET /healthz`` (process up), ``GET /readyz``
 
 A session: the first frame must be a supported ``hello`` (else close 1002); its
 token is checked (bad or revoked: close 1008); the agent is marked online in the
-live state and gets a ``welcome`` with its tenant's settings. Each ``events``
+live state and gets a ``welcome`` with its tenant's settings and offered tasks
+(:mod:`realtime.tenant_tasks`; changes are pushed as ``tasks`` frames). Each ``events``
 frame's commands (an XADD per event with approximate MAXLEN, plus the live-state
 HSET and PUBLISH) join the next group-committed pipeline
 (:mod:`realtime.batcher`), and the frame is acked with its highest ``seq`` only
@@ -48,6 +49,7 @@ from realtime.protocol import (
     LiveState,
     SettingsPush,
     StreamEvent,
+    TasksPush,
     Welcome,
     WireModel,
     encode,
@@ -65,8 +67,10 @@ from realtime.session import (
     highest_seq,
 )
 from realtime.tenant_settings import SettingsListener, load_settings
+from realtime.tenant_tasks import TaskOffers
 from storage.accounts import AgentIdentity, lookup_token
 from storage.db import check_schema, make_engine, sqlite_url
+from storage.tasks import active_tasks
 from telework.config import ConfigError
 from telework.settings import ServerSettings
 
@@ -75,6 +79,7 @@ log = logging.getLogger(__name__)
 REDIS_POOL_SIZE = 64  # sessions wait for a pooled connection instead of failing with "Too many connections"
 PUSH_TIMEOUT_S = 5.0  # a settings push to one slow session gives up after this
 READY_TIMEOUT_S = 2.0
+TASKS_CACHE_S = 30.0  # a tenant's task list is read from the database at most this often (changes are pushed)
 STALE_FACTOR = 2  # an online state not refreshed for this many heartbeat timeouts is reaped
 
 
@@ -123,12 +128,19 @@ class Connection:
 class Gateway:
     """Sessions of one gateway process, and the settings listener that pushes to them."""
 
-    def __init__(self, settings: ServerSettings, redis: aioredis.Redis, auth: Authenticator) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        redis: aioredis.Redis,
+        auth: Authenticator,
+        offers: TaskOffers | None = None,
+    ) -> None:
         self.settings = settings
         self.redis = redis
         self.auth = auth
+        self.offers = offers  # None: welcomes say nothing about tasks
         self.sessions: dict[str, set[Connection]] = {}
-        self.settings_listener = SettingsListener(redis, self.push_settings)
+        self.settings_listener = SettingsListener(redis, self.push_settings, self.push_tasks)
         self.subscribed = self.settings_listener.subscribed  # set while the subscription is live
         self.writer = WriteBatcher(redis)
         self.evidence = EvidenceUploads(settings)  # binary evidence chunks (realtime/evidence_upload.py)
@@ -178,6 +190,8 @@ class Gateway:
                 self.redis, identity.tenant, identity.agent_id, identity.user, utcnow()
             )
             agent_settings = await load_settings(self.redis, identity.tenant)
+            # no await between this and _add(): a change announced after the read reaches the session
+            tasks = None if self.offers is None else await self.offers.get(identity.tenant)
         except (RedisError, OSError) as exc:
             log.error(
                 "redis unavailable at session start", extra={"session_id": session_id, "error": str(exc)}
@@ -196,6 +210,7 @@ class Gateway:
                     server_time=utcnow(),
                     settings=agent_settings,
                     last_seq=state.last_seq,
+                    tasks=tasks,
                 )
             )
             await self._serve(conn)
@@ -303,15 +318,22 @@ class Gateway:
 
     # ------------------------------------------------------------ settings
 
-    async def push_settings(self, tenant: str, frame: SettingsPush) -> int:
+    async def push_settings(self, tenant: str, frame: SettingsPush | TasksPush) -> int:
         """Send ``frame`` to every open session of ``tenant``; returns how many got it."""
         conns = list(self.sessions.get(tenant, ()))
         results = await asyncio.gather(
             *(asyncio.wait_for(c.send(frame), PUSH_TIMEOUT_S) for c in conns), return_exceptions=True
         )
         failed = sum(1 for r in results if isinstance(r, BaseException))
-        log.info("settings pushed", extra={"tenant": tenant, "sessions": len(conns), "failed": failed})
+        extra = {"tenant": tenant, "frame": frame.type, "sessions": len(conns), "failed": failed}
+        log.info("frame pushed to sessions", extra=extra)
         return len(conns) - failed
+
+    async def push_tasks(self, tenant: str, frame: TasksPush) -> int:
+        """A tenant's task list changed: remember it for new welcomes and push it to open sessions."""
+        if self.offers is not None:
+            self.offers.announced(tenant, frame.tasks)
+        return await self.push_settings(tenant, frame)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
@@ -345,7 +367,8 @@ def create_app(settings: ServerSettings) -> Starlette:
         try:
             await asyncio.to_thread(check_schema, engine)
             auth = Authenticator(partial(lookup_token, engine), settings.auth_cache_s)
-            gateway = Gateway(settings, redis, auth)
+            offers = TaskOffers(partial(active_tasks, engine), TASKS_CACHE_S)
+            gateway = Gateway(settings, redis, auth, offers)
             gateway.evidence = EvidenceUploads(settings, partial(default_sink, settings, engine))
             app.state.gateway = gateway
             listener = asyncio.create_task(gateway.settings_listener.run(), name="settings-listener")

@@ -52,3 +52,11 @@ def settings_key(tenant: str) -> str:
 def settings_channel(tenant: str) -> str:
     """Pub/sub channel on which a tenant's new AgentSettings JSON is published."""
     return f"tw:{{{tenant}}}:settings"
+
+
+TASKS_CHANNEL_PATTERN = "tw:*:tasks"  # matches every tenant's tasks_channel
+
+
+def tasks_channel(tenant: str) -> str:
+    """Pub/sub channel on which a tenant's new task list is published (a ``tasks`` frame's JSON)."""
+    return f"tw:{{{tenant}}}:tasks"

@@ -6,7 +6,7 @@ Imported by the agent, the gateway, the workers and the dashboard.
 Session frames (agent <-> gateway, JSON text frames, ``type`` discriminator):
 
 * agent -> gateway: ``hello`` (first frame), ``events``, ``heartbeat``
-* gateway -> agent: ``welcome``, ``ack``, ``heartbeat``, ``settings``, ``error``,
+* gateway -> agent: ``welcome``, ``ack``, ``heartbeat``, ``settings``, ``tasks``, ``error``,
   ``evidence_stored``, ``evidence_rejected``
 * agent -> gateway, binary: evidence chunks (:class:`EvidenceChunk`, :func:`encode_evidence_chunk`)
 
@@ -62,6 +62,8 @@ class WireModel(BaseModel):
 
 
 Slug = Annotated[str, Field(pattern=SLUG_RE.pattern)]
+TaskName = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_TASKS = 500  # task names in one welcome or tasks frame
 
 
 # --------------------------------------------------------------------------- ids
@@ -218,6 +220,9 @@ class Welcome(WireModel):
     # The highest sequence number the server has received from this agent; an agent
     # without a persistent spool continues its numbering after it.
     last_seq: int = Field(default=0, ge=0)
+    # The tasks the server offers this user (its tenant's active tasks); None = the server
+    # does not say (the agent falls back to its local list).
+    tasks: list[TaskName] | None = Field(default=None, max_length=MAX_TASKS)
 
 
 class Events(WireModel):
@@ -240,6 +245,13 @@ class Heartbeat(WireModel):
 class SettingsPush(WireModel):
     type: Literal["settings"] = "settings"
     settings: AgentSettings
+
+
+class TasksPush(WireModel):
+    """The tasks offered to this user changed; replaces the list the welcome carried."""
+
+    type: Literal["tasks"] = "tasks"
+    tasks: list[TaskName] = Field(max_length=MAX_TASKS)
 
 
 class Error(WireModel):
@@ -285,11 +297,13 @@ class EvidenceRejected(WireModel):
 
 AgentFrame = Annotated[Hello | Events | Heartbeat, Field(discriminator="type")]
 ServerFrame = Annotated[
-    Welcome | Ack | Heartbeat | SettingsPush | Error | EvidenceStored | EvidenceRejected,
+    Welcome | Ack | Heartbeat | SettingsPush | TasksPush | Error | EvidenceStored | EvidenceRejected,
     Field(discriminator="type"),
 ]
 Frame = AgentFrame | ServerFrame
-ServerFrameModel = Welcome | Ack | Heartbeat | SettingsPush | Error | EvidenceStored | EvidenceRejected
+ServerFrameModel = (
+    Welcome | Ack | Heartbeat | SettingsPush | TasksPush | Error | EvidenceStored | EvidenceRejected
+)
 
 _AGENT_FRAME: TypeAdapter[Hello | Events | Heartbeat] = TypeAdapter(AgentFrame)
 _SERVER_FRAME: TypeAdapter[ServerFrameModel] = TypeAdapter(ServerFrame)
@@ -299,6 +313,7 @@ SERVER_FRAME_TYPES: tuple[str, ...] = (
     "ack",
     "heartbeat",
     "settings",
+    "tasks",
     "error",
     "evidence_stored",
     "evidence_rejected",

@@ -4,7 +4,9 @@
 JSON of a tenant (absent: the defaults). :func:`publish_settings` stores a new
 value and publishes it on the channel of the same name; every gateway process
 listens on :data:`realtime.keys.SETTINGS_CHANNEL_PATTERN` and pushes a
-``settings`` frame to the tenant's open sessions.
+``settings`` frame to the tenant's open sessions. Given ``push_tasks``, the same
+listener also follows :data:`realtime.keys.TASKS_CHANNEL_PATTERN` (task list changes,
+:mod:`realtime.tenant_tasks`) and hands each ``tasks`` frame on.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from realtime import keys
-from realtime.protocol import AgentSettings, ProtocolError, SettingsPush, encode, parse_record
+from realtime.protocol import AgentSettings, ProtocolError, SettingsPush, TasksPush, encode, parse_record
+from realtime.tenant_tasks import decode_tasks
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +58,22 @@ async def publish_settings(redis: aioredis.Redis, tenant: str, settings: AgentSe
 
 
 class SettingsListener:
-    """Pattern-subscribes to every tenant's settings channel and hands each change to ``push``."""
+    """Pattern-subscribes to every tenant's settings channel and hands each change to ``push``
+    (and, given ``push_tasks``, every tenant's tasks channel, each change to ``push_tasks``)."""
 
-    def __init__(self, redis: aioredis.Redis, push: Callable[[str, SettingsPush], Awaitable[int]]) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        push: Callable[[str, SettingsPush], Awaitable[int]],
+        push_tasks: Callable[[str, TasksPush], Awaitable[int]] | None = None,
+    ) -> None:
         self.redis = redis
         self.push = push
-        self.subscribed = asyncio.Event()  # set while the pattern subscription is live
+        self.push_tasks = push_tasks
+        self.patterns = [keys.SETTINGS_CHANNEL_PATTERN]
+        if push_tasks is not None:
+            self.patterns.append(keys.TASKS_CHANNEL_PATTERN)
+        self.subscribed = asyncio.Event()  # set while every pattern subscription is live
 
     async def run(self) -> None:
         """Forever (until cancelled), resubscribing with backoff when Redis goes away."""
@@ -68,9 +81,9 @@ class SettingsListener:
         while True:
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.psubscribe(keys.SETTINGS_CHANNEL_PATTERN)
+                await pubsub.psubscribe(*self.patterns)
                 async for message in pubsub.listen():
-                    if message["type"] == "psubscribe":
+                    if message["type"] == "psubscribe" and int(message["data"]) >= len(self.patterns):
                         self.subscribed.set()
                         delay = 0.5
                     elif message["type"] == "pmessage":
@@ -93,5 +106,10 @@ class SettingsListener:
             log.error(
                 "settings message on an unexpected channel", extra={"channel": channel, "error": str(exc)}
             )
+            return
+        if channel == keys.tasks_channel(tenant):
+            frame = decode_tasks(tenant, data)
+            if frame is not None and self.push_tasks is not None:
+                await self.push_tasks(tenant, frame)
             return
         await self.push(tenant, SettingsPush(settings=decode_settings(tenant, data)))

@@ -18,6 +18,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+# evidence_object has a foreign key to incident: that table must be in the metadata when a row is
+# flushed, also in a process (the gateway) that imports nothing else of storage.activity.
+from storage import activity as _activity  # noqa: F401
 from storage import crypto
 from storage.blob_backends import Backend, BlobMissing, make_backend
 from storage.evidence_models import EVIDENCE_KINDS, EvidenceObject

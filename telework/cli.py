@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from telework import cli_tasks
 from telework.cli_data import add_admin_parsers
 from telework.cli_data import add_parsers as add_data_parsers
 from telework.cli_models import add_parsers as add_models_parsers
@@ -414,6 +415,7 @@ def _admin_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p.set_defaults(func=cmd_admin_settings)
 
     add_admin_parsers(objs, Parser)
+    cli_tasks.add_admin_parsers(objs, Parser)
 
 
 def _agent_parser(sub: argparse._SubParsersAction[Parser]) -> None:

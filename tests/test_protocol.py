@@ -31,6 +31,7 @@ from realtime.protocol import (
     StreamEvent,
     TaskEvent,
     TaskPayload,
+    TasksPush,
     Welcome,
     encode,
     new_event_id,
@@ -102,16 +103,49 @@ def test_agent_frames_round_trip(frame: Any) -> None:
     "frame",
     [
         Welcome(session_id="s1", tenant="acme", agent_id="pc-1", server_time=TS, settings=AgentSettings()),
+        Welcome(
+            session_id="s1",
+            tenant="acme",
+            agent_id="pc-1",
+            server_time=TS,
+            settings=AgentSettings(),
+            tasks=["Design review", "顧客対応"],
+        ),
         Ack(seq=42),
         Heartbeat(ts=TS),
         SettingsPush(settings=AgentSettings(threshold_level=5, incident_action="lock")),
+        TasksPush(tasks=["Design review", "顧客対応"]),
+        TasksPush(tasks=[]),
         Error(code="invalid_field", message="seq: bad", field="events.0.seq"),
     ],
-    ids=["welcome", "ack", "heartbeat", "settings", "error"],
+    ids=["welcome", "welcome-tasks", "ack", "heartbeat", "settings", "tasks", "tasks-empty", "error"],
 )
 def test_server_frames_round_trip(frame: Any) -> None:
     """Every server frame survives encode -> parse_server_frame unchanged."""
     assert parse_server_frame(encode(frame)) == frame
+
+
+def test_welcome_without_tasks_means_the_server_does_not_say() -> None:
+    """A welcome without a ``tasks`` field (a server that does not say) parses with tasks None, not []."""
+    welcome = Welcome(
+        session_id="s1", tenant="acme", agent_id="pc-1", server_time=TS, settings=AgentSettings()
+    )
+    data = json.loads(encode(welcome))
+    del data["tasks"]
+    parsed = parse_server_frame(json.dumps(data))
+    assert isinstance(parsed, Welcome) and parsed.tasks is None
+
+
+@pytest.mark.parametrize(
+    ("tasks", "field"),
+    [([""], "tasks.0"), (["x" * 201], "tasks.0"), (["t"] * 501, "tasks")],
+    ids=["empty-name", "long-name", "too-many"],
+)
+def test_tasks_push_rejects_bad_task_lists(tasks: list[str], field: str) -> None:
+    """A tasks frame with an empty or over-long name, or over 500 names, is a ProtocolError on that field."""
+    with pytest.raises(ProtocolError) as info:
+        parse_server_frame(json.dumps({"type": "tasks", "tasks": tasks}))
+    assert (info.value.code, info.value.field) == ("invalid_field", field)
 
 
 @pytest.mark.parametrize("event", all_events(), ids=lambda e: e.type)
