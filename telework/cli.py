@@ -7,13 +7,14 @@ Server modules are imported inside each command, so ``telework --help`` and
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from telework import cli_tasks
+from telework.cli_agent import add_parsers as add_agent_parsers
+from telework.cli_base import USAGE_ERROR, Parser, positive_int, setup
 from telework.cli_data import add_admin_parsers
 from telework.cli_data import add_parsers as add_data_parsers
 from telework.cli_models import add_parsers as add_models_parsers
@@ -23,7 +24,6 @@ from telework.settings import ServerSettings, load_server_settings
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-USAGE_ERROR = 2
 
 # Errors an operator can act on: one line on stderr, exit 2. Module -> class names;
 # looked up only in modules already imported (agent installs lack the server modules).
@@ -56,13 +56,6 @@ SETTING_FLAGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = 
 )
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def is_user_error(exc: BaseException) -> bool:
     if isinstance(exc, ConfigError):
         return True
@@ -80,19 +73,6 @@ def _server_settings(args: argparse.Namespace, **overrides: object) -> ServerSet
     return load_server_settings(data_dir=getattr(args, "data_dir", None), **overrides)
 
 
-def _log_level(args: argparse.Namespace, default: str = "INFO") -> str:
-    level = args.log_level or os.environ.get("TELEWORK_LOG_LEVEL", "").strip() or default
-    if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError("TELEWORK_LOG_LEVEL", f"expected DEBUG, INFO, WARNING or ERROR (got {level!r})")
-    return level.upper()
-
-
-def _setup(args: argparse.Namespace, level: str | None = None) -> None:
-    from telework.logs import setup_logging
-
-    setup_logging(args.log_level or level or _log_level(args))
-
-
 def _database_url(settings: ServerSettings) -> str:
     from storage.db import sqlite_url
 
@@ -106,7 +86,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from telework.up import Resolved, run_up
 
     settings = _server_settings(args)
-    _setup(args, settings.log_level)
+    setup(args, settings.log_level)
 
     def ready(r: Resolved) -> None:
         print(
@@ -122,7 +102,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, target: Callable[[ServerSettings], None], **overrides: object) -> int:
     settings = _server_settings(args, **overrides)
-    _setup(args, settings.log_level)
+    setup(args, settings.log_level)
     target(settings)
     return 0
 
@@ -163,7 +143,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from storage.db import make_engine, upgrade
 
     settings = _server_settings(args)
-    _setup(args, settings.log_level)
+    setup(args, settings.log_level)
     engine = make_engine(_database_url(settings))
     try:
         revision = upgrade(engine)
@@ -177,7 +157,7 @@ def _admin_engine(args: argparse.Namespace) -> Engine:
     from storage.db import check_schema, make_engine
 
     settings = _server_settings(args)
-    _setup(args, "WARNING")
+    setup(args, "WARNING")
     engine = make_engine(_database_url(settings))
     check_schema(engine)
     return engine
@@ -210,62 +190,11 @@ def cmd_admin_settings(args: argparse.Namespace) -> int:
     from telework.admin_settings import set_tenant_settings
 
     settings = _server_settings(args)
-    _setup(args, "WARNING")
+    setup(args, "WARNING")
     changes = {k: v for k, v in vars(args).items() if k.startswith("s_") and v is not None}
     result = set_tenant_settings(settings, args.tenant, {k[2:]: v for k, v in changes.items()})
     print(f"settings of tenant {args.tenant} published: {result.model_dump_json()}")
     return 0
-
-
-def cmd_agent(args: argparse.Namespace) -> int:
-    _setup(args)
-    if getattr(args, "agent_command", None) == "enroll":
-        from agent.run import run_enroll
-
-        accepted, rejected = run_enroll(args.out, args.from_files, args.webcam, args.count)
-        for line in rejected:
-            print(f"rejected {line}")
-        print(f"template with {accepted} image(s) written to {args.out}")
-        return 0
-    command = getattr(args, "agent_command", None)
-    if command in ("punch", "task", "page", "cameras"):
-        return _agent_control(args, command)
-    source = args.source or os.environ.get("TELEWORK_AGENT_SOURCE", "").strip() or None
-    camera = args.camera if args.camera is not None else os.environ.get("TELEWORK_AGENT_CAMERA", "").strip()
-    if (source is not None or camera not in (None, "")) and not args.simulate:
-        from agent.run import run_monitor
-
-        return run_monitor(
-            args.gateway_url, args.token, source, args.template, args.evidence_dir, args.fast,
-            camera=args.camera, resolution=args.resolution, page_port=args.page_port,
-            data_dir=getattr(args, "data_dir", None),
-        )  # fmt: skip
-    from agent.run import run_agent
-
-    return run_agent(args.gateway_url, args.token, args.tokens_file, args.simulate, args.events_per_s)
-
-
-def _agent_control(args: argparse.Namespace, command: str) -> int:
-    """punch / task / page / cameras: commands for the running agent (or the camera list)."""
-    if command == "cameras":
-        from agent.cameras import describe, list_cameras
-
-        for line in describe(list_cameras(args.max_index)):
-            print(line)
-        return 0
-    from agent.run import page_url, run_punch
-
-    if command == "page":
-        print(page_url(getattr(args, "data_dir", None)))
-        return 0
-    if command == "punch":
-        code, message = run_punch(args.direction, None, getattr(args, "data_dir", None))
-    elif args.action == "start":
-        code, message = run_punch("task_start", args.name, getattr(args, "data_dir", None))
-    else:
-        code, message = run_punch("task_end", None, getattr(args, "data_dir", None))
-    print(message, file=sys.stdout if code == 0 else sys.stderr)
-    return code
 
 
 # ------------------------------------------------------------------------ parsing
@@ -296,12 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir(p)
     p.add_argument("--demo", action="store_true", help="create the demo tenant and run simulated agents")
     p.add_argument(
-        "--agents", type=_positive_int(0), default=6, help="simulated agents with --demo (default 6)"
+        "--agents", type=positive_int(0), default=6, help="simulated agents with --demo (default 6)"
     )
-    p.add_argument("--workers", type=_positive_int(1), default=2, help="worker processes (default 2)")
+    p.add_argument("--workers", type=positive_int(1), default=2, help="worker processes (default 2)")
     p.add_argument("--events-per-s", type=float, default=1.0, help="events per second per simulated agent")
     p.set_defaults(func=cmd_up)
-
 
     p = sub.add_parser("gateway", help="run the agent WebSocket gateway", description="Run the gateway.")
     _data_dir(p)
@@ -349,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _admin_parsers(sub)
     add_data_parsers(sub, Parser)
-    _agent_parser(sub)
+    add_agent_parsers(sub)
     add_models_parsers(sub, Parser)
     return root
 
@@ -416,123 +344,6 @@ def _admin_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
 
     add_admin_parsers(objs, Parser)
     cli_tasks.add_admin_parsers(objs, Parser)
-
-
-def _agent_parser(sub: argparse._SubParsersAction[Parser]) -> None:
-    p = sub.add_parser(
-        "agent",
-        help="run the desktop agent (or simulated agents)",
-        description="Run the agent's session with the gateway: the face pipeline on a frame source "
-        "(--source), or scripted events (--simulate).",
-    )
-    p.add_argument("--gateway-url", help="ws(s)://host:port/v1/agent (env TELEWORK_GATEWAY_URL)")
-    p.add_argument("--token", help="agent token (env TELEWORK_AGENT_TOKEN)")
-    p.add_argument("--simulate", action="store_true", help="send scripted teleworker days")
-    p.add_argument(
-        "--tokens-file",
-        type=Path,
-        help="JSON {agent_id: token} or [token]: one simulated agent each (env TELEWORK_AGENT_TOKENS_FILE)",
-    )
-    p.add_argument(
-        "--events-per-s", type=float, help="events per second per agent (env TELEWORK_AGENT_EVENTS_PER_S)"
-    )
-    p.add_argument(
-        "--source",
-        metavar="SOURCE",
-        help="run the face pipeline on webcam[:INDEX], video:PATH, folder:PATH or scene:demo "
-        "(env TELEWORK_AGENT_SOURCE)",
-    )
-    p.add_argument(
-        "--template", type=Path, help="the user's face template file (env TELEWORK_AGENT_TEMPLATE)"
-    )
-    p.add_argument(
-        "--evidence-dir",
-        type=Path,
-        help="folder for evidence images (env TELEWORK_AGENT_EVIDENCE_DIR; default: user data dir/evidence)",
-    )
-    p.add_argument(
-        "--fast", action="store_true", help="play files and scenes as fast as read, not in real time"
-    )
-    p.add_argument(
-        "--camera", type=_positive_int(0), metavar="INDEX",
-        help="webcam to use (see telework agent cameras); alone it means --source webcam:INDEX "
-        "(env TELEWORK_AGENT_CAMERA)",
-    )  # fmt: skip
-    p.add_argument(
-        "--resolution", metavar="WxH", help="webcam resolution, e.g. 1280x720 (env TELEWORK_AGENT_RESOLUTION)"
-    )
-    p.add_argument(
-        "--page-port", type=_positive_int(0), metavar="PORT",
-        help="port of the local page on 127.0.0.1; 0: any (env TELEWORK_AGENT_PAGE_PORT; default 8765)",
-    )  # fmt: skip
-    _agent_data_dir(p)
-    p.set_defaults(func=cmd_agent, agent_command=None)
-    sub2 = p.add_subparsers(dest="agent_command", metavar="COMMAND", parser_class=Parser)
-    c = sub2.add_parser(
-        "punch",
-        help="punch work start (in) or end (out) through the running agent, verified by face",
-        description="Punch work start/end: the running agent accepts it only while it sees your face.",
-    )
-    c.add_argument("direction", choices=["in", "out"], help="in: start work; out: end work")
-    _agent_data_dir(c)
-    c.set_defaults(func=cmd_agent)
-    c = sub2.add_parser(
-        "task",
-        help="start or end a task through the running agent, verified by face",
-        description="Start a task (one the server offers you) or end the current one.",
-    )
-    ts = c.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
-    t = ts.add_parser("start", help="start a task", description="Start a task by name.")
-    t.add_argument("name", help="task name")
-    _agent_data_dir(t)
-    t.set_defaults(func=cmd_agent)
-    t = ts.add_parser("end", help="end the current task", description="End the current task.")
-    _agent_data_dir(t)
-    t.set_defaults(func=cmd_agent)
-    c = sub2.add_parser(
-        "page", help="print the URL of the running agent's local page", description="Print the page's URL."
-    )
-    _agent_data_dir(c)
-    c.set_defaults(func=cmd_agent)
-    c = sub2.add_parser(
-        "cameras", help="list the cameras and their properties", description="List cameras: index, size, fps."
-    )
-    c.add_argument("--max-index", type=_positive_int(0), default=4, help="highest index tried (default 4)")
-    c.set_defaults(func=cmd_agent)
-    e = sub2.add_parser(
-        "enroll",
-        help="make the user's face template from photos or the webcam",
-        description="Enroll the user's face: each image passes a quality gate (one face, large, "
-        "bright and sharp enough); the accepted ones make the template.",
-    )
-    src = e.add_mutually_exclusive_group(required=True)
-    src.add_argument("--from-files", nargs="+", type=Path, metavar="PATH", help="image files or folders")
-    src.add_argument(
-        "--webcam", nargs="?", type=int, const=0, metavar="INDEX", help="capture from a camera (default 0)"
-    )
-    e.add_argument("--count", type=_positive_int(1), default=5, help="webcam images to accept (default 5)")
-    e.add_argument("--out", type=Path, required=True, help="template file to write")
-    e.set_defaults(func=cmd_agent)
-
-
-def _agent_data_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data-dir", type=Path, default=argparse.SUPPRESS,
-        help="the agent's data folder (control.json, duty.json; env TELEWORK_AGENT_DATA_DIR)",
-    )  # fmt: skip
-
-
-def _positive_int(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
