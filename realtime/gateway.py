@@ -1,7 +1,7 @@
-"""The gateway: agents' WebSocket sessions -> Redis Streams and live state (Starlette on uvicorn).
+"""The gateway's sessions: agents' WebSocket frames -> Redis Streams and live state.
 
-Routes: WebSocket ``/v1/agent``, ``GET /healthz`` (process up), ``GET /readyz``
-(Redis answers PING, else 503 with the error).
+:mod:`realtime.app` serves this on Starlette/uvicorn (WebSocket ``/v1/agent``,
+``GET /healthz``, ``GET /readyz``).
 
 A session: the first frame must be a supported ``hello`` (else close 1002); its
 token is checked (bad or revoked: close 1008); the agent is marked online in the
@@ -22,27 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 
 import redis.asyncio as aioredis
-import uvicorn
 from redis.exceptions import RedisError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime import keys, live
 from realtime.auth import Authenticator
 from realtime.batcher import BatcherStopped, Command, WriteBatcher
-from realtime.evidence_upload import EvidenceUploads, default_sink
+from realtime.evidence_upload import EvidenceUploads
 from realtime.protocol import (
     Ack,
     Events,
@@ -57,7 +48,6 @@ from realtime.protocol import (
     is_evidence_frame,
     new_event_id,
 )
-from realtime.reaper import Reaper
 from realtime.session import (
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_STORE_UNAVAILABLE,
@@ -69,36 +59,16 @@ from realtime.session import (
 )
 from realtime.tenant_settings import SettingsListener, load_settings
 from realtime.tenant_tasks import TaskOffers
-from storage.accounts import AgentIdentity, lookup_token
-from storage.db import check_schema, make_engine, sqlite_url
-from storage.tasks import active_tasks
-from telework.config import ConfigError
+from storage.accounts import AgentIdentity
 from telework.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-REDIS_POOL_SIZE = 64  # sessions wait for a pooled connection instead of failing with "Too many connections"
 PUSH_TIMEOUT_S = 5.0  # a settings push to one slow session gives up after this
-READY_TIMEOUT_S = 2.0
-TASKS_CACHE_S = 30.0  # a tenant's task list is read from the database at most this often (changes are pushed)
-STALE_FACTOR = 2  # an online state not refreshed for this many heartbeat timeouts is reaped
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def ws_max_size(max_frame_bytes: int) -> int:
-    """The WebSocket library's message limit: well above ours, so the gateway answers oversize frames."""
-    return max(4 * max_frame_bytes, max_frame_bytes + 1024 * 1024)
-
-
-def redis_client(url: str) -> aioredis.Redis:
-    """A client over a blocking pool: a burst of sessions queues for connections rather than erroring."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=REDIS_POOL_SIZE, timeout=10, decode_responses=True, socket_connect_timeout=5
-    )
-    return aioredis.Redis.from_pool(pool)
 
 
 class StoreUnavailable(RuntimeError):
@@ -343,116 +313,3 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 
 
 # ------------------------------------------------------------------ app
-
-
-def create_app(settings: ServerSettings) -> Starlette:
-    """The gateway application; Redis, database and listener are set up in its lifespan."""
-    redis_url = settings.redis_url
-    if redis_url is None:
-        raise ConfigError(
-            "TELEWORK_REDIS_URL",
-            "the gateway needs a Redis URL (e.g. redis://127.0.0.1:6379/0), got none; "
-            "`telework up` starts an embedded Redis and sets it for you",
-        )
-    database_url = settings.database_url or sqlite_url(settings.data_dir)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = make_engine(database_url)
-        redis = redis_client(redis_url)
-        listener: asyncio.Task[None] | None = None
-        writer: asyncio.Task[None] | None = None
-        reaping: asyncio.Task[None] | None = None
-        stop_reaper = asyncio.Event()
-        gateway: Gateway | None = None
-        try:
-            await asyncio.to_thread(check_schema, engine)
-            auth = Authenticator(partial(lookup_token, engine), settings.auth_cache_s)
-            offers = TaskOffers(partial(active_tasks, engine), TASKS_CACHE_S)
-            gateway = Gateway(settings, redis, auth, offers)
-            gateway.evidence = EvidenceUploads(settings, partial(default_sink, settings, engine))
-            app.state.gateway = gateway
-            listener = asyncio.create_task(gateway.settings_listener.run(), name="settings-listener")
-            writer = asyncio.create_task(gateway.writer.run(), name="redis-writer")
-            reaper = Reaper(redis, STALE_FACTOR * settings.heartbeat_timeout_s, settings.heartbeat_timeout_s)
-            reaping = asyncio.create_task(reaper.run(stop_reaper, utcnow), name="live-reaper")
-            log.info("gateway started", extra={"redis": _safe_url(redis_url)})
-            yield
-        finally:
-            if listener is not None:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
-            stop_reaper.set()
-            if reaping is not None:
-                await reaping
-            if gateway is not None and writer is not None:
-                gateway.writer.stop()
-                await writer
-            await redis.aclose()
-            engine.dispose()
-            log.info("gateway stopped")
-
-    async def agent_endpoint(websocket: WebSocket) -> None:
-        await websocket.app.state.gateway.run_session(websocket)
-
-    async def healthz(_request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> JSONResponse:
-        gateway: Gateway = request.app.state.gateway
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                await gateway.redis.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
-            return JSONResponse(
-                {"status": "unavailable", "error": f"redis: {type(exc).__name__}: {exc}"}, status_code=503
-            )
-        return JSONResponse({"status": "ready", "sessions": gateway.session_count()})
-
-    routes = [
-        WebSocketRoute("/v1/agent", agent_endpoint),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-    ]
-    return Starlette(routes=routes, lifespan=lifespan)
-
-
-def uvicorn_config(app: Starlette, settings: ServerSettings) -> uvicorn.Config:
-    """How the gateway runs on uvicorn (shared by :func:`serve`, ``telework up`` and the tests)."""
-    return uvicorn.Config(
-        app,
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        ws="websockets-sansio",
-        ws_max_size=ws_max_size(settings.max_frame_bytes),
-        ws_per_message_deflate=False,  # small JSON frames; deflate would cost CPU and memory per session
-        lifespan="on",
-        log_config=None,  # logging is configured by the CLI
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
-
-
-def serve(settings: ServerSettings) -> None:
-    """Run the gateway until SIGINT/SIGTERM (uvicorn handles both and stops cleanly)."""
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn_config(app, settings))
-    # Long-lived objects (modules, models) are moved out of the collector's sight and young
-    # generations are collected less often: fewer GC pauses in the tail of ack latency.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-    server.run()
-    if not server.started:
-        raise RuntimeError(
-            f"gateway did not start on {settings.gateway_host}:{settings.gateway_port}; see the log above"
-        )
-
-
-def _safe_url(url: str) -> str:
-    head, sep, tail = url.rpartition("@")
-    if not sep:
-        return url
-    scheme, _, _creds = head.partition("://")
-    return f"{scheme}://***@{tail}"

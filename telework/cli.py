@@ -108,7 +108,7 @@ def _serve(args: argparse.Namespace, target: Callable[[ServerSettings], None], *
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from realtime.gateway import serve
+    from realtime.app import serve
 
     return _serve(args, serve, gateway_host=args.host, gateway_port=args.port)
 

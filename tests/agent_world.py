@@ -21,7 +21,7 @@ from sqlmodel import Session, col
 
 from agent.client import AgentSession, SessionOptions
 from agent.spool import Spool
-from realtime.gateway import create_app, uvicorn_config
+from realtime.app import create_app, uvicorn_config
 from storage.accounts import create_agent, create_tenant, create_user
 from storage.activity import EventRecord
 from storage.db import make_engine

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from starlette.applications import Starlette
 
-from realtime.gateway import create_app, uvicorn_config
+from realtime.app import create_app, uvicorn_config
 from telework.settings import ServerSettings
 from tests.waiting import wait_until
 

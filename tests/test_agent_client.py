@@ -18,7 +18,7 @@ from agent.client import AgentSession, SessionOptions, is_fatal_close
 from agent.outbox import Outbox, events_frame
 from agent.simulate import day_script, run_simulation
 from realtime import keys
-from realtime.gateway import create_app, uvicorn_config
+from realtime.app import create_app, uvicorn_config
 from realtime.protocol import (
     AgentSettings,
     DutyPayload,

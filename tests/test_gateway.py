@@ -26,8 +26,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from realtime import keys, live
+from realtime.app import create_app
 from realtime.auth import Authenticator
-from realtime.gateway import Gateway, create_app
+from realtime.gateway import Gateway
 from realtime.protocol import (
     Ack,
     AgentSettings,
