@@ -1,0 +1,129 @@
+"""Protocol v1 events (and the agent settings the server pushes). Pure."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    Field,
+    field_validator,
+)
+
+from realtime.protocol.base import (
+    MAX_USAGE_MINUTES,
+    IncidentKind,
+    PresenceState,
+    WireModel,
+    _require_v7,
+)
+
+
+class AgentSettings(WireModel):
+    """Behaviour the server sets centrally and pushes to agents."""
+
+    heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
+    threshold_level: int = Field(default=3, ge=1, le=5)
+    analysis_fps: float = Field(default=2.0, gt=0, le=30)
+    away_after_s: float = Field(default=30.0, gt=0)
+    incident_after_s: float = Field(default=3.0, gt=0)
+    evidence_interval_s: float = Field(default=600.0, gt=0)
+    incident_action: Literal["log", "lock"] = "log"
+    # Detection tuning (issue 3): how long a peeking face or a covered/unavailable camera must
+    # persist before the state changes, and how large another face must be, relative to the
+    # user's, to count as able to read the screen.
+    peeking_after_s: float = Field(default=1.0, gt=0, le=60)
+    camera_after_s: float = Field(default=2.0, gt=0, le=600)
+    other_face_min_ratio: float = Field(default=0.5, gt=0, le=2)
+
+
+# ------------------------------------------------------------------------ events
+
+
+class StatePayload(WireModel):
+    state: PresenceState
+    trace: dict[str, Any] | None = None
+    # sha256 of periodic evidence images (webcam still, screenshot) taken in this state
+    evidence: list[str] = Field(default_factory=list, max_length=16)
+
+
+class DutyPayload(WireModel):
+    on_duty: bool
+    verified: bool = False
+
+
+class TaskPayload(WireModel):
+    task: str | None = Field(default=None, max_length=200)
+
+
+class IncidentPayload(WireModel):
+    kind: IncidentKind
+    phase: Literal["start", "end"]
+    evidence: list[str] = Field(default_factory=list, max_length=16)
+    trace: dict[str, Any] | None = None
+
+
+class GapPayload(WireModel):
+    images_overwritten: int = Field(ge=0)
+
+
+class _EventBase(WireModel):
+    id: uuid.UUID
+    seq: int = Field(ge=1)
+    ts: AwareDatetime
+
+    _v7 = field_validator("id")(_require_v7)
+
+
+class StateEvent(_EventBase):
+    type: Literal["state"] = "state"
+    payload: StatePayload
+
+
+class DutyEvent(_EventBase):
+    type: Literal["duty"] = "duty"
+    payload: DutyPayload
+
+
+class TaskEvent(_EventBase):
+    type: Literal["task"] = "task"
+    payload: TaskPayload
+
+
+class IncidentEvent(_EventBase):
+    type: Literal["incident"] = "incident"
+    payload: IncidentPayload
+
+
+class GapEvent(_EventBase):
+    type: Literal["gap"] = "gap"
+    payload: GapPayload
+
+
+class UsageMinute(WireModel):
+    """One minute of an agent's traffic on its session (WebSocket messages incl. framing)."""
+
+    start: AwareDatetime  # the minute's first second (UTC)
+    sent: int = Field(ge=0)  # bytes agent -> gateway
+    received: int = Field(ge=0)  # bytes gateway -> agent
+    peak_sent_kbps: float = Field(ge=0)  # highest 1 s window of the minute, kilobits per second
+    peak_received_kbps: float = Field(ge=0)
+
+
+class UsagePayload(WireModel):
+    minutes: list[UsageMinute] = Field(min_length=1, max_length=MAX_USAGE_MINUTES)
+
+
+class UsageEvent(_EventBase):
+    """Bandwidth the agent measured, reported every few minutes (issue 4)."""
+
+    type: Literal["usage"] = "usage"
+    payload: UsagePayload
+
+
+Event = Annotated[
+    StateEvent | DutyEvent | TaskEvent | IncidentEvent | GapEvent | UsageEvent,
+    Field(discriminator="type"),
+]
+EVENT_TYPES: tuple[str, ...] = ("state", "duty", "task", "incident", "gap", "usage")

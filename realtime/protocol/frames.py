@@ -1,0 +1,142 @@
+"""Protocol v1 session frames between agent and gateway. Pure."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    Field,
+    TypeAdapter,
+)
+
+from realtime.protocol.base import (
+    MAX_EVENTS_PER_FRAME,
+    MAX_TASKS,
+    PROTOCOL_VERSION,
+    SHA256_PATTERN,
+    TaskName,
+    WireModel,
+)
+from realtime.protocol.events import (
+    AgentSettings,
+    Event,
+)
+
+
+class Hello(WireModel):
+    type: Literal["hello"] = "hello"
+    token: str = Field(min_length=1, max_length=512)
+    agent_version: str = Field(min_length=1, max_length=64)
+    protocol: int
+
+
+class Welcome(WireModel):
+    type: Literal["welcome"] = "welcome"
+    protocol: int = PROTOCOL_VERSION
+    session_id: str
+    tenant: str
+    agent_id: str
+    server_time: AwareDatetime
+    settings: AgentSettings
+    # The highest sequence number the server has received from this agent; an agent
+    # without a persistent spool continues its numbering after it.
+    last_seq: int = Field(default=0, ge=0)
+    # The tasks the server offers this user (its tenant's active tasks); None = the server
+    # does not say (the agent falls back to its local list).
+    tasks: list[TaskName] | None = Field(default=None, max_length=MAX_TASKS)
+
+
+class Events(WireModel):
+    type: Literal["events"] = "events"
+    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS_PER_FRAME)
+
+
+class Ack(WireModel):
+    """``seq``: the highest sequence number durably stored for this agent."""
+
+    type: Literal["ack"] = "ack"
+    seq: int = Field(ge=0)
+
+
+class Heartbeat(WireModel):
+    type: Literal["heartbeat"] = "heartbeat"
+    ts: AwareDatetime
+
+
+class SettingsPush(WireModel):
+    type: Literal["settings"] = "settings"
+    settings: AgentSettings
+
+
+class TasksPush(WireModel):
+    """The tasks offered to this user changed; replaces the list the welcome carried."""
+
+    type: Literal["tasks"] = "tasks"
+    tasks: list[TaskName] = Field(max_length=MAX_TASKS)
+
+
+class Error(WireModel):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    field: str | None = None
+
+
+class EvidenceChunk(WireModel):
+    """Header of a binary evidence frame: ``EVIDENCE_MAGIC``, 4-byte big-endian header length,
+    this header's JSON, then ``data`` bytes of the image starting at ``offset``.
+
+    An image is sent as consecutive chunks (offset 0, then each next offset) so uploads can be
+    paced and interleaved with event frames; the last chunk completes it.
+    """
+
+    type: Literal["evidence_chunk"] = "evidence_chunk"
+    sha256: str = Field(pattern=SHA256_PATTERN)  # of the whole image
+    kind: Literal["camera", "screen"]
+    purpose: Literal["periodic", "incident"]
+    taken_at: AwareDatetime
+    size: int = Field(ge=1)  # bytes of the whole image
+    offset: int = Field(ge=0)
+
+
+class EvidenceStored(WireModel):
+    """The server stored the image ``sha256`` durably; the agent may delete its copy."""
+
+    type: Literal["evidence_stored"] = "evidence_stored"
+    sha256: str
+
+
+class EvidenceRejected(WireModel):
+    """The image was not stored. ``retry``: worth sending again later (store unavailable)."""
+
+    type: Literal["evidence_rejected"] = "evidence_rejected"
+    sha256: str
+    code: str  # invalid_chunk | too_large | out_of_order | sha256_mismatch | store_unavailable
+    message: str
+    retry: bool = False
+
+
+AgentFrame = Annotated[Hello | Events | Heartbeat, Field(discriminator="type")]
+ServerFrame = Annotated[
+    Welcome | Ack | Heartbeat | SettingsPush | TasksPush | Error | EvidenceStored | EvidenceRejected,
+    Field(discriminator="type"),
+]
+Frame = AgentFrame | ServerFrame
+ServerFrameModel = (
+    Welcome | Ack | Heartbeat | SettingsPush | TasksPush | Error | EvidenceStored | EvidenceRejected
+)
+
+_AGENT_FRAME: TypeAdapter[Hello | Events | Heartbeat] = TypeAdapter(AgentFrame)
+_SERVER_FRAME: TypeAdapter[ServerFrameModel] = TypeAdapter(ServerFrame)
+AGENT_FRAME_TYPES: tuple[str, ...] = ("hello", "events", "heartbeat")
+SERVER_FRAME_TYPES: tuple[str, ...] = (
+    "welcome",
+    "ack",
+    "heartbeat",
+    "settings",
+    "tasks",
+    "error",
+    "evidence_stored",
+    "evidence_rejected",
+)

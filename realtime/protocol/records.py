@@ -1,0 +1,62 @@
+"""Protocol v1 internal records: stream entries, live states, dead letters. Pure."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import (
+    AwareDatetime,
+)
+
+from realtime.protocol.base import (
+    PresenceState,
+    Slug,
+    WireModel,
+)
+from realtime.protocol.events import (
+    Event,
+)
+
+
+class StreamEvent(WireModel):
+    """One event as stored in a tenant's Redis stream (field ``e``)."""
+
+    type: Literal["stream_event"] = "stream_event"
+    v: Literal[1] = 1
+    tenant: Slug
+    agent_id: Slug
+    session_id: str
+    received_at: AwareDatetime
+    event: Event
+
+
+class LiveState(WireModel):
+    """Current state of one agent, kept in Redis and published to live views."""
+
+    type: Literal["live_state"] = "live_state"
+    v: Literal[1] = 1
+    tenant: Slug
+    agent_id: Slug
+    user: str | None = None
+    online: bool
+    state: PresenceState | None = None
+    on_duty: bool = False
+    task: str | None = None
+    since: AwareDatetime | None = None
+    last_seen: AwareDatetime
+    last_event_id: uuid.UUID | None = None
+    last_seq: int = 0
+
+
+class DeadLetter(WireModel):
+    """A stream entry a worker could not process, with the reason."""
+
+    type: Literal["dead_letter"] = "dead_letter"
+    v: Literal[1] = 1
+    stream: str
+    entry_id: str
+    reason: str
+    deliveries: int
+    fields: dict[str, str]
+    failed_at: AwareDatetime
