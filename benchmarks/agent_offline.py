@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import logging
 import os
 import random
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from bench_common import print_result, start_telework, wait_ready
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
@@ -132,29 +132,6 @@ def add_image(session: AgentSession, rng: random.Random, purpose: str, ts: datet
     return session.add_evidence(data, "camera" if rng.random() < 0.5 else "screen", purpose, ts).sha256  # type: ignore[arg-type]
 
 
-def start_process(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    out = log_path.open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "telework", *args], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
-    )
-
-
-async def wait_ready(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /readyz HTTP/1.0\r\n\r\n")
-            line = await reader.readline()
-            writer.close()
-            if b" 200 " in line:
-                return
-        except OSError:
-            pass
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"gateway on port {port} not ready within {timeout}s")
-
-
 async def poll(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -211,8 +188,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "TELEWORK_TENANT_REFRESH_S": "0.2",
     }
     procs = [
-        start_process(["gateway"], env, work / "gateway.log"),
-        start_process(["worker"], env, work / "worker.log"),
+        start_telework(["gateway"], env, work / "gateway.log"),
+        start_telework(["worker"], env, work / "worker.log"),
     ]
     spool = Spool.in_dir(work / "agent")
     session = AgentSession(
@@ -313,12 +290,7 @@ def main() -> None:
     for noisy in ("agent.client", "agent.spool", "agent.uploader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     result = asyncio.run(run(args))
-    width = max(len(k) for k in result)
-    print(f"{'figure':<{width}}  value")
-    print(f"{'-' * width}  -----")
-    for k, v in result.items():
-        print(f"{k:<{width}}  {v}")
-    print("RESULT " + json.dumps(result))
+    print_result(result)
 
 
 if __name__ == "__main__":

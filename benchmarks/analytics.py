@@ -18,7 +18,6 @@ of the timed report runs; ``rollup_user_days_per_s``).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import random
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bench_common import print_result
 from sqlalchemy import func, insert, select
 
 from storage.accounts import create_tenant
@@ -250,12 +250,7 @@ def main() -> None:
         parser.error("--db postgresql needs --database-url (or TELEWORK_BENCH_DATABASE_URL)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     result = run(args)
-    width = max(len(k) for k in result)
-    print(f"{'figure':<{width}}  value")
-    print(f"{'-' * width}  -----")
-    for k, v in result.items():
-        print(f"{k:<{width}}  {v}")
-    print("RESULT " + json.dumps(result))
+    print_result(result)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import json
 import logging
 import os
 import sys
@@ -32,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from bench_common import print_result
 from sqlalchemy import text
 
 from realtime import keys
@@ -220,12 +220,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     logging.getLogger("workers").setLevel(logging.WARNING)
     result = asyncio.run(run(args))
-    width = max(len(k) for k in result)
-    print(f"{'figure':<{width}}  value")
-    print(f"{'-' * width}  -----")
-    for k, v in result.items():
-        print(f"{k:<{width}}  {v}")
-    print("RESULT " + json.dumps(result))
+    print_result(result)
 
 
 if __name__ == "__main__":

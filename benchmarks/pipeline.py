@@ -35,6 +35,7 @@ from pathlib import Path
 import psutil
 import redis.asyncio as aioredis
 import websockets
+from bench_common import print_result, start_telework, wait_ready
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -181,29 +182,6 @@ def count_events(engine: Engine, tenant: str) -> int:
         )
 
 
-def start_process(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    out = log_path.open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "telework", *args], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
-    )
-
-
-async def wait_http(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /readyz HTTP/1.0\r\n\r\n")
-            line = await reader.readline()
-            writer.close()
-            if b" 200 " in line:
-                return
-        except OSError:
-            pass
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"gateway on port {port} not ready within {timeout}s")
-
-
 async def run(args: argparse.Namespace) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="tw-bench-"))
     embedded: EmbeddedRedis | None = None
@@ -235,15 +213,17 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "TELEWORK_GATEWAY_PORT": str(port),
         "TELEWORK_LOG_LEVEL": "WARNING",
     }
-    procs = [start_process(["gateway"], env, work / "gateway.log")]
+    procs = [start_telework(["gateway"], env, work / "gateway.log")]
     for i in range(args.workers):
         procs.append(
-            start_process(["worker"], {**env, "TELEWORK_WORKER_NAME": f"bench-w{i}"}, work / f"worker{i}.log")
+            start_telework(
+                ["worker"], {**env, "TELEWORK_WORKER_NAME": f"bench-w{i}"}, work / f"worker{i}.log"
+            )
         )
     stats = Stats()
     stop = asyncio.Event()
     try:
-        await wait_http(port)
+        await wait_ready(port)
         ready = asyncio.Event()
         watcher = asyncio.create_task(watch_live(redis_url, tenant, stats, ready))
         await ready.wait()
@@ -354,12 +334,7 @@ def main() -> None:
         result = uvloop.run(run(args))
     except ImportError:
         result = asyncio.run(run(args))
-    width = max(len(k) for k in result)
-    print(f"{'figure':<{width}}  value")
-    print(f"{'-' * width}  -----")
-    for k, v in result.items():
-        print(f"{k:<{width}}  {v}")
-    print("RESULT " + json.dumps(result))
+    print_result(result)
 
 
 if __name__ == "__main__":

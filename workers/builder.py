@@ -33,23 +33,18 @@ rebuild reopens and continues its intervals.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from realtime import live
 from realtime.protocol import IncidentEvent, LiveState, StreamEvent
-from storage.db import check_schema, make_engine, sqlite_url
-from telework.config import ConfigError, env_key
 from telework.settings import ServerSettings
 from workers import rebuild
 from workers.consumer import Entry, PersistWorker, Stopped
@@ -207,27 +202,6 @@ def run_builder(settings: ServerSettings) -> None:
     Raises ConfigError without ``TELEWORK_REDIS_URL`` and storage.db.SchemaError on an
     un-migrated database.
     """
-    if settings.redis_url is None:
-        raise ConfigError(
-            env_key("redis_url"),
-            "not set; the builder reads the Redis streams the gateway writes, so it needs that Redis's URL",
-        )
-    engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
-    try:
-        check_schema(engine)
-        asyncio.run(_serve(settings, engine, settings.redis_url))
-    finally:
-        engine.dispose()
+    from workers.run import run_consumer
 
-
-async def _serve(settings: ServerSettings, engine: Engine, redis_url: str) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
-    try:
-        await BuilderWorker(settings, engine, client).run(stop)
-    finally:
-        await client.aclose()
+    run_consumer(settings, BuilderWorker)

@@ -1,4 +1,5 @@
-"""Blocking entry point of a persistence worker process (``telework worker``, ``python -m workers``)."""
+"""Blocking entry points of the stream-consumer processes: ``telework worker`` (``python -m workers``)
+and ``telework builder`` share one runner."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(settings: ServerSettings) -> None:
-    """Run one worker until SIGINT/SIGTERM; the batch in hand is committed and acked before exit.
+    """Run one persistence worker until SIGINT/SIGTERM (see :func:`run_consumer`)."""
+    run_consumer(settings, PersistWorker)
+
+
+def run_consumer(settings: ServerSettings, worker_class: type[PersistWorker]) -> None:
+    """Run one stream consumer until SIGINT/SIGTERM; the batch in hand is finished and acked first.
 
     Raises ConfigError without ``TELEWORK_REDIS_URL`` and storage.db.SchemaError on an
     un-migrated database.
@@ -34,12 +40,14 @@ def run_worker(settings: ServerSettings) -> None:
     engine = make_engine(url)
     try:
         check_schema(engine)
-        asyncio.run(_serve(settings, engine, settings.redis_url))
+        asyncio.run(_serve(settings, engine, settings.redis_url, worker_class))
     finally:
         engine.dispose()
 
 
-async def _serve(settings: ServerSettings, engine: Engine, redis_url: str) -> None:
+async def _serve(
+    settings: ServerSettings, engine: Engine, redis_url: str, worker_class: type[PersistWorker]
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -49,6 +57,6 @@ async def _serve(settings: ServerSettings, engine: Engine, redis_url: str) -> No
     # Raw bytes: an entry that is not UTF-8 is dead-lettered instead of failing the whole read.
     client = aioredis.Redis.from_url(redis_url, decode_responses=False)
     try:
-        await PersistWorker(settings, engine, client).run(stop)
+        await worker_class(settings, engine, client).run(stop)
     finally:
         await client.aclose()
