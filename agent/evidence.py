@@ -111,13 +111,26 @@ def grab_screen() -> Image:
     return np.ascontiguousarray(image[:, :, :3])
 
 
-class EvidenceStore:
-    """Evidence images in a local folder, each named by its sha256."""
+def to_prune(files: list[tuple[float, str]], keep: int, protect: set[str]) -> list[str]:
+    """Pure: of (mtime, name) pairs, the names beyond the newest ``keep``, never a protected one."""
+    ordered = sorted(files, reverse=True)
+    return [name for _, name in ordered[keep:] if name not in protect]
 
-    def __init__(self, folder: Path | str, screen: ScreenGrabber | None = grab_screen) -> None:
+
+class EvidenceStore:
+    """Evidence images in a local folder, each named by its sha256.
+
+    ``keep`` bounds the folder to that many newest images (the server's copy comes from
+    the agent's spool; this folder only serves the local page); None keeps everything.
+    """
+
+    def __init__(
+        self, folder: Path | str, screen: ScreenGrabber | None = grab_screen, keep: int | None = None
+    ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.screen = screen  # None: screenshots disabled
+        self.keep = keep
 
     def path_of(self, sha256: str) -> Path:
         return self.folder / f"{sha256}.jpg"
@@ -131,6 +144,11 @@ class EvidenceStore:
             temporary.write_bytes(data)
             temporary.replace(target)
         return sha
+
+    def _prune(self, protect: set[str]) -> None:
+        files = [(p.stat().st_mtime, p.name) for p in self.folder.glob("*.jpg")]
+        for name in to_prune(files, self.keep or 0, protect):
+            (self.folder / name).unlink(missing_ok=True)
 
     def _image(self, kind: Kind, image: Image, max_size: tuple[int, int]) -> EvidenceImage:
         data, w, h = encode_jpeg(image, max_size)
@@ -153,6 +171,8 @@ class EvidenceStore:
             except (ScreenshotUnavailable, ValueError, OSError) as exc:
                 missing.append(f"screenshot unavailable: {exc}")
         record = EvidenceRecord(now or datetime.now(UTC), reason, tuple(images), tuple(missing))
+        if self.keep is not None:
+            self._prune({i.path.name for i in images})
         log.info(
             "evidence taken",
             extra={

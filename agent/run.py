@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 REFUSED = 2  # exit code when the gateway refused every session (bad token, version)
 
 
+LOCAL_EVIDENCE_KEEP = 100  # images kept for the local page; the spool holds what goes to the server
+
+
 def options_of(config: AgentConfig) -> SessionOptions:
     return SessionOptions(
         batch_max=config.agent_batch_max,
@@ -252,7 +255,7 @@ async def _monitor_main(
     switch = getattr(source, "switch", None)  # a webcam: the page can choose another one
     data_dir = agent_data_dir(config)
     folder = config.agent_evidence_dir or data_dir / "evidence"
-    evidence = RecordingEvidenceStore(folder)
+    evidence = RecordingEvidenceStore(folder, keep=LOCAL_EVIDENCE_KEEP)
 
     def upload(record: EvidenceRecord) -> None:
         for image in record.images:

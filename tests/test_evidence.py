@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.evidence import EvidenceStore, ScreenshotUnavailable, encode_jpeg, fit_within, grab_screen
+from agent.evidence import (
+    EvidenceStore,
+    ScreenshotUnavailable,
+    encode_jpeg,
+    fit_within,
+    grab_screen,
+    to_prune,
+)
 
 NOW = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 
@@ -99,3 +107,22 @@ def test_missing_camera_frame_is_recorded(tmp_path: Path) -> None:
     record = EvidenceStore(tmp_path, screen=lambda: _image(800, 600)).capture(None, "periodic", now=NOW)
     assert [(i.kind, i.width, i.height) for i in record.images] == [("screen", 800, 600)]
     assert record.missing == ("camera still unavailable: no frame from the camera",)
+
+
+def test_to_prune_keeps_the_newest_and_the_protected() -> None:
+    """Beyond the newest `keep` files the oldest go, except the ones just taken."""
+    files = [(1.0, "a.jpg"), (3.0, "c.jpg"), (2.0, "b.jpg"), (4.0, "d.jpg")]
+    assert to_prune(files, 2, set()) == ["b.jpg", "a.jpg"]
+    assert to_prune(files, 2, {"a.jpg"}) == ["b.jpg"]
+    assert to_prune(files, 10, set()) == []
+
+
+def test_store_with_keep_bounds_the_folder(tmp_path: Path) -> None:
+    """Five captures with keep=2 leave exactly the two newest camera stills on disk."""
+    store = EvidenceStore(tmp_path, screen=None, keep=2)
+    shas = []
+    for i in range(5):
+        image = np.full((48, 64, 3), 40 * i, dtype=np.uint8)
+        shas.append(store.capture(image, "periodic").sha256s[0])
+        os.utime(store.path_of(shas[-1]), (1000 + i, 1000 + i))
+    assert sorted(p.name for p in tmp_path.glob("*.jpg")) == sorted(f"{s}.jpg" for s in shas[-2:])
