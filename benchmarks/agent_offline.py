@@ -22,8 +22,6 @@ import base64
 import logging
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from bench_common import print_result, start_telework, wait_ready
+from bench_common import print_result, start_telework, stop_processes, wait_ready
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
@@ -260,13 +258,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         if runner is not None:
             await asyncio.gather(runner, return_exceptions=True)
         spool.close()
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
         engine.dispose()
         if drop_db:
             drop_database(args.database_url, drop_db)

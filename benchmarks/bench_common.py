@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -45,3 +46,14 @@ def print_result(result: dict[str, object]) -> None:
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")
     print("RESULT " + json.dumps(result))
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], grace_s: float = 20.0) -> None:
+    """SIGTERM every child, then wait; kill what outlives the grace period."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -21,8 +21,6 @@ import json
 import logging
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +33,7 @@ from pathlib import Path
 import psutil
 import redis.asyncio as aioredis
 import websockets
-from bench_common import print_result, start_telework, wait_ready
+from bench_common import print_result, start_telework, stop_processes, wait_ready
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -300,13 +298,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         }
     finally:
         stop.set()
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
         engine.dispose()
         if drop_db:
             drop_database(args.database_url, drop_db)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from realtime.protocol import (
 from storage.accounts import create_agent, create_tenant, create_user
 from storage.activity import Incident, Interval
 from telework.settings import ServerSettings
+from tests.test_worker import running
 from tests.waiting import wait_until
 from workers.builder import BuilderWorker, is_silent, plan_work
 
@@ -87,17 +85,6 @@ def settings_for(redis_url: str, database_url: str, tmp_path: Path, **extra: obj
     }
     values.update(extra)
     return ServerSettings.model_validate(values)
-
-
-@asynccontextmanager
-async def running(worker: BuilderWorker) -> AsyncIterator[BuilderWorker]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        yield worker
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=15)
 
 
 def intervals(engine: Engine) -> list[tuple[Any, ...]]:
@@ -188,8 +175,12 @@ async def test_stream_entries_become_intervals_with_late_and_duplicate_delivery(
                 ("task", "email", 130, 240, "event", user),
             ]
             await wait_until(lambda: intervals(engine) == expected, what="intervals with the late spool")
-            pending = await aredis.xpending(keys.events_stream("acme"), "build")
-            assert pending["pending"] == 0
+
+            async def all_acked() -> bool:  # XACK follows the commit
+                pending = await aredis.xpending(keys.events_stream("acme"), "build")
+                return bool(pending["pending"] == 0)
+
+            await wait_until(all_acked, what="every entry acked after its commit")
     finally:
         await client.aclose()
     assert intervals(engine) == expected

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -77,8 +77,11 @@ def settings_for(redis_url: str, database_url: str, tmp_path: Path, **extra: obj
     return ServerSettings.model_validate(values)
 
 
+W = TypeVar("W", bound=PersistWorker)
+
+
 @asynccontextmanager
-async def running(worker: PersistWorker) -> AsyncIterator[PersistWorker]:
+async def running(worker: W) -> AsyncIterator[W]:
     """Run the worker in the background; stop it cleanly and re-raise its errors on exit."""
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
