@@ -340,6 +340,9 @@ def run_up(
         if exit_code == 0 and not stop.is_set():
             for spec in specs[len(servers) :]:
                 supervisor.start(spec)
+            if camera_token is not None:
+                folder = resolved.data_dir / "camera-agent"
+                threading.Thread(target=demo_punch_in, args=(folder, stop), daemon=True).start()
             on_ready(resolved)
             while not stop.wait(0.2):
                 decision = supervisor.poll()
@@ -356,6 +359,26 @@ def run_up(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return exit_code
+
+
+def demo_punch_in(folder: Path, stop: threading.Event, timeout_s: float = 120.0) -> bool:
+    """The demo's camera agent starts work as its user would: a face-verified punch through its
+    control channel, retried until the scene shows the user (or the agent is already on duty)."""
+    from agent.control import ControlError, request
+
+    deadline = time.monotonic() + timeout_s
+    reply: dict[str, object] = {"message": "stopped before the first try"}
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            status, reply = request(folder, "POST", "/api/punch?lang=en", {"kind": "in"})
+        except ControlError:
+            status, reply = 0, {"message": "agent not running yet"}
+        if status == 200 or reply.get("reason") == "already_on_duty":
+            log.info("demo camera agent on duty", extra={"message": reply.get("message")})
+            return True
+        stop.wait(2.0)
+    log.warning("demo camera agent could not punch in", extra={"last": reply.get("message")})
+    return False
 
 
 def _wait_ready(supervisor: Supervisor, resolved: Resolved, stop: threading.Event, timeout_s: float) -> int:

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis as redis_client
 import redis.asyncio as aioredis
 
-from realtime.protocol import AgentSettings
+from realtime import keys
+from realtime.protocol import AgentSettings, LiveState, parse_record
 from realtime.tenant_settings import load_settings
 from storage.accounts import lookup_token
 from storage.db import make_engine, sqlite_url, upgrade
@@ -445,6 +447,15 @@ def test_up_on_empty_data_folder_starts_and_stops_cleanly(tmp_path: Path) -> Non
             60,
             what="redis, gateway, worker, builder, rollup, retention, dashboard, 2 agent processes",
         )
+        live = redis_client.Redis.from_url((data / "redis.url").read_text().strip())
+
+        def camera_agent_on_duty() -> bool:
+            raw = live.hget(keys.live_hash("demo"), "demo-pc-01")
+            return raw is not None and parse_record(raw, LiveState).on_duty
+
+        # The demo's camera agent punches in, face-verified, once its scene shows the user.
+        wait_until_sync(camera_agent_on_duty, 90, what="demo-pc-01 on duty through a verified punch")
+        live.close()
         children = up.children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log_path.read_text()
