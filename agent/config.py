@@ -67,4 +67,4 @@ def agent_data_dir(config: AgentConfig) -> Path:
         return config.agent_data_dir.expanduser()
     import platformdirs
 
-    return Path(platformdirs.user_data_dir("telework"))
+    return Path(platformdirs.user_data_dir("telework-supporter", appauthor=False)) / "agent"
