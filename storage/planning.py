@@ -85,3 +85,20 @@ class TaskRollup(SQLModel, table=True):
     seconds: float = 0.0
     count: int = 0
     computed_at: datetime = Field(sa_column=tz_column())
+
+
+class RollupDirty(SQLModel, table=True):
+    """A user whose intervals the builder changed from ``since`` on (inserted, moved or deleted rows).
+
+    The rollup worker recomputes that user's days from ``since`` to now and deletes the row,
+    so changes that leave no new interval row (an end moved, a row merged away) still reach
+    the rollups. Written in the builder's transaction: no change without its marker.
+    """
+
+    __tablename__ = "rollup_dirty"
+    __table_args__ = (Index("ix_rollup_dirty_tenant", "tenant_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(max_length=63)
+    user_id: int = Field(foreign_key="tw_user.id")  # erasing a user erases its markers
+    since: datetime = Field(sa_column=tz_column())
+    created_at: datetime = Field(sa_column=tz_column())

@@ -30,6 +30,7 @@ from telework.settings import ServerSettings
 from tests.test_worker import running
 from tests.waiting import wait_until
 from workers.builder import BuilderWorker, is_silent, plan_work
+from workers.rebuild import ROLLUP_DIRTY
 
 T0 = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
 SHA = "ab" * 32
@@ -184,6 +185,10 @@ async def test_stream_entries_become_intervals_with_late_and_duplicate_delivery(
     finally:
         await client.aclose()
     assert intervals(engine) == expected
+    with engine.connect() as conn:  # every rebuild told the rollup worker where its window began
+        marks = conn.execute(select(ROLLUP_DIRTY.c.user_id, ROLLUP_DIRTY.c.since)).all()
+    assert {u for u, _ in marks} == {user}
+    assert min(since.replace(tzinfo=UTC) for _, since in marks) == T0
 
 
 async def test_incidents_merge_and_keep_their_review_when_late_events_extend_them(

@@ -166,7 +166,7 @@ def test_admin_on_unmigrated_database_says_run_db_upgrade(
         f"telework admin: error: database {sqlite_url(tmp_path)} has no schema; "
         "run `telework db upgrade` first\n"
     )
-    assert run(["db", "upgrade"], capsys)[:2] == (0, "database schema at revision 0002\n")
+    assert run(["db", "upgrade"], capsys)[:2] == (0, "database schema at revision 0003\n")
     assert run(["admin", "tenant", "create", "acme", "--name", "Acme"], capsys)[:2] == (
         0,
         "tenant acme created\n",

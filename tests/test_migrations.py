@@ -31,6 +31,7 @@ TABLES = {
     "incident",
     "interval",
     "membership",
+    "rollup_dirty",
     "schedule",
     "task",
     "task_rollup",
@@ -45,9 +46,9 @@ def _url(engine: Engine) -> str:
 
 
 def test_migrated_database_matches_the_models(engine: Engine) -> None:
-    """After upgrade: revision 0002 (head), every table, no difference from the models, check passes."""
-    assert head_revision() == "0002"
-    assert current_revision(engine) == "0002"
+    """After upgrade: revision 0003 (head), every table, no difference from the models, check passes."""
+    assert head_revision() == "0003"
+    assert current_revision(engine) == "0003"
     assert set(inspect(engine).get_table_names()) == TABLES
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), import_tables()) == []
@@ -61,7 +62,7 @@ def test_downgrade_to_base_and_upgrade_again(engine: Engine) -> None:
     with pytest.raises(SchemaError) as err:
         check_schema(engine)
     assert str(err.value) == f"database {_url(engine)} has no schema; run `telework db upgrade` first"
-    assert upgrade(engine) == "0002"
+    assert upgrade(engine) == "0003"
     assert set(inspect(engine).get_table_names()) == TABLES
     check_schema(engine)
 
@@ -72,7 +73,7 @@ def test_database_behind_head_names_both_revisions(engine: Engine) -> None:
     with pytest.raises(SchemaError) as err:
         check_schema(engine)
     assert str(err.value) == (
-        f"database {_url(engine)} is at revision 0001, this code needs 0002; run `telework db upgrade`"
+        f"database {_url(engine)} is at revision 0001, this code needs 0003; run `telework db upgrade`"
     )
 
 
@@ -97,10 +98,10 @@ def test_create_all_era_database_is_stamped_and_upgraded_keeping_rows(engine: En
     with pytest.raises(SchemaError) as err:
         check_schema(engine)
     assert str(err.value) == (
-        f"database {_url(engine)} has the schema of an older release, this code needs revision 0002; "
+        f"database {_url(engine)} has the schema of an older release, this code needs revision 0003; "
         "run `telework db upgrade`"
     )
-    assert upgrade(engine) == "0002"
+    assert upgrade(engine) == "0003"
     check_schema(engine)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT login, language, time_zone FROM tw_user")).all()
@@ -115,5 +116,5 @@ def test_cli_db_upgrade_applies_the_migrations(
     downgrade(engine, "0001")
     monkeypatch.setenv("TELEWORK_DATABASE_URL", database_url)
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr().out == "database schema at revision 0002\n"
-    assert current_revision(engine) == "0002"
+    assert capsys.readouterr().out == "database schema at revision 0003\n"
+    assert current_revision(engine) == "0003"

@@ -164,6 +164,7 @@ def test_export_user_bundle(engine: Engine, store: EvidenceStore, tmp_path: Path
         "schedule": 1,
         "daily_rollup": 0,
         "task_rollup": 0,
+        "rollup_dirty": 0,
         "audit_log": 1,
     }
     assert files == {
@@ -195,6 +196,7 @@ def test_erase_user(engine: Engine, store: EvidenceStore) -> None:
         "schedule": 1,
         "daily_rollup": 0,
         "task_rollup": 0,
+        "rollup_dirty": 0,
         "agent_device_unlinked": 1,
         "tw_user": 1,
     }

@@ -16,6 +16,7 @@ from storage.accounts import create_tenant, create_user
 from telework.settings import ServerSettings
 from tests.waiting import wait_until
 from workers.analytics import ScheduleDay
+from workers.rebuild import ROLLUP_DIRTY, mark_dirty
 from workers.rollup import RollupWorker
 from workers.rollup_store import (
     DAILY,
@@ -225,6 +226,26 @@ def test_worker_recomputes_new_closed_and_ended_days(
     assert (tue["late_start_s"], tue["overtime_s"], tue["planned_s"]) == (3600, 1800, 7200)
     worker.cycle(jst(WED, 0, 5))  # Tuesday ended: computed for everyone
     assert daily(engine, "acme", ken)[TUE]["absent"] is True
+
+
+def test_an_end_moved_in_place_reaches_the_rollup_through_the_builders_marker(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    """A closed interval edited in place (no new row) is recomputed from its marker; the marker goes."""
+    create_tenant(engine, "acme", "Acme")
+    hana = create_user(engine, "acme", "hana", "Hana")
+    duty = add_interval(engine, "acme", hana, "duty", "on", jst(MON, 9), jst(MON, 17))
+    worker = RollupWorker(settings(database_url, tmp_path, rollup_catchup_days=1), engine)
+    worker.cycle(jst(TUE, 8))
+    assert daily(engine, "acme", hana)[MON]["worked_s"] == 28800
+
+    with engine.begin() as conn:  # what the builder does when a late event moves an end
+        conn.execute(update(INTERVALS).where(INTERVALS.c.id == duty).values(ended_at=jst(MON, 18)))
+        mark_dirty(conn, "acme", hana, jst(MON, 9))
+    worker.cycle(jst(TUE, 9))
+    assert daily(engine, "acme", hana)[MON]["worked_s"] == 32400
+    with engine.connect() as conn:
+        assert conn.execute(select(ROLLUP_DIRTY.c.id)).all() == []
 
 
 async def test_worker_loop_stops_cleanly(engine: Engine, database_url: str, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from storage.activity import EventRecord, Incident, Interval
 from storage.models import AgentDevice, utcnow
+from storage.planning import RollupDirty
 from workers import incidents as inc
 from workers import intervals as itv
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 EVENTS = EventRecord.__table__  # type: ignore[attr-defined]
 INTERVALS = Interval.__table__  # type: ignore[attr-defined]
+ROLLUP_DIRTY = RollupDirty.__table__  # type: ignore[attr-defined]
 INCIDENTS = Incident.__table__  # type: ignore[attr-defined]
 DEVICES = AgentDevice.__table__  # type: ignore[attr-defined]
 
@@ -135,7 +137,16 @@ def rebuild_intervals(
         )
     if changes.insert:
         conn.execute(insert(INTERVALS), [_interval_row(tenant, agent, user_id, s) for s in changes.insert])
+    if user_id is not None:
+        mark_dirty(conn, tenant, user_id, start)
     return changes
+
+
+def mark_dirty(conn: Connection, tenant: str, user_id: int, since: datetime) -> None:
+    """Tell the rollup worker that ``user_id``'s intervals changed from ``since`` on (same transaction)."""
+    conn.execute(
+        insert(ROLLUP_DIRTY).values(tenant_id=tenant, user_id=user_id, since=since, created_at=utcnow())
+    )
 
 
 # ------------------------------------------------------------------ incidents

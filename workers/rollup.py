@@ -24,10 +24,12 @@ How the worker learns what changed (per tenant, every ``rollup_interval_s``):
   every user (what changed while no rollup worker ran); older backfills:
   :func:`rebuild_rollups`.
 
-Limitation: an end moved on an already-closed interval with no new row on that
-day (a rare late event), and a schedule row edited in place, are only picked up
-by the next rebuild of that day; an ``updated_at`` column on ``interval`` and
-``schedule`` would close that gap.
+* **intervals changed in place** (an end moved by a late event, rows merged away):
+  the builder writes a ``rollup_dirty`` marker (user, since) in the same transaction;
+  the user's days from ``since`` to now are recomputed, then the markers are deleted.
+
+Limitation: a schedule row edited in place is only picked up by the next rebuild
+of its day.
 """
 
 from __future__ import annotations
@@ -41,12 +43,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from storage.db import check_schema, make_engine, sqlite_url
 from telework.settings import ServerSettings
 from workers.analytics import AnalyticsError, days_between, local_day, touched_days
+from workers.rebuild import ROLLUP_DIRTY
 from workers.rollup_store import (
     INCIDENTS,
     INTERVALS,
@@ -131,6 +134,8 @@ class RollupWorker:
                 log.info("rollups caught up", extra={"tenant": tenant, "from": str(first), "days": done.days})
                 return done.days
             dirty = self._dirty(conn, tenant, cursor, tz, now)
+            marked, marker_ids = self._marked(conn, tenant, tz, now)
+        dirty |= marked
         if cursor.today is not None and today != cursor.today:
             # A local day ended: compute it for everyone (absences have no interval to announce them).
             dirty |= {(u, cursor.today) for u in tenant_users(self.engine, tenant)}
@@ -144,6 +149,10 @@ class RollupWorker:
                 computed += part.days
                 open_days |= part.open_days
         cursor.open_days = open_days
+        if marker_ids:  # only once their days are recomputed
+            with self.engine.begin() as conn:
+                for chunk in chunks(marker_ids, 1000):
+                    conn.execute(delete(ROLLUP_DIRTY).where(ROLLUP_DIRTY.c.id.in_(chunk)))
         if computed:
             log.info("rollups updated", extra={"tenant": tenant, "days": computed})
         return computed
@@ -192,6 +201,21 @@ class RollupWorker:
                 dirty |= {(user, d) for d in touched_days(as_utc(started), None, tz, as_utc(started))}  # type: ignore[arg-type]
         cursor.incidents_since = now
         return dirty | self._new_plans(conn, tenant, cursor, tz, now)
+
+    def _marked(
+        self, conn: Connection, tenant: str, tz: Any, now: datetime
+    ) -> tuple[set[tuple[int, date]], list[int]]:
+        """The builder's markers: each user's days from its earliest ``since`` to today; their ids."""
+        d = ROLLUP_DIRTY.c
+        rows = conn.execute(select(d.id, d.user_id, d.since).where(d.tenant_id == tenant)).all()
+        earliest: dict[int, datetime] = {}
+        for _, user, marked in rows:
+            since = as_utc(marked) or now
+            earliest[user] = min(since, earliest.get(user, since))
+        dirty: set[tuple[int, date]] = set()
+        for user, since in earliest.items():
+            dirty |= {(user, day) for day in touched_days(since, None, tz, now)}
+        return dirty, [row_id for row_id, _, _ in rows]
 
     def _new_plans(
         self, conn: Connection, tenant: str, cursor: TenantCursor, tz: Any, now: datetime
