@@ -45,7 +45,6 @@ from realtime.protocol.codec import (
     parse_evidence_chunk,
     parse_record,
     parse_server_frame,
-    utc_from_ms,
 )
 from realtime.protocol.events import (
     EVENT_TYPES,
@@ -153,5 +152,4 @@ __all__ = [
     "parse_evidence_chunk",
     "parse_record",
     "parse_server_frame",
-    "utc_from_ms",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any, TypeGuard
 
 from pydantic import (
@@ -160,10 +159,3 @@ def parse_evidence_chunk(raw: bytes) -> tuple[EvidenceChunk, bytes]:
         err = _validation_error(exc, ())
         raise ProtocolError("invalid_chunk", err.message, err.field) from None
     return header, raw[start + length :]
-
-
-def utc_from_ms(ms: int) -> datetime:
-    """A timezone-aware UTC datetime from Unix milliseconds."""
-    from datetime import UTC
-
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
