@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,64 +13,25 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from agent.client import AgentSession, SessionOptions
 from agent.spool import Spool
-from realtime.app import create_app, uvicorn_config
 from storage.accounts import create_agent, create_tenant, create_user
 from storage.activity import EventRecord
 from storage.db import make_engine
 from telework.settings import ServerSettings
-from tests.waiting import wait_until
+from tests.servers import RestartableGateway
 from workers.consumer import PersistWorker
 
 FAST = SessionOptions(backoff_base_s=0.05, backoff_cap_s=0.3, open_timeout_s=5, upload_kbps=100_000)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Gateway:
-    """The gateway app on uvicorn on a fixed free port (known before the first start; restarts reuse it)."""
-
-    def __init__(self, settings: ServerSettings) -> None:
-        self.settings = settings
-        self.port = free_port()
-        self.server: uvicorn.Server | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        settings = self.settings.model_copy(update={"gateway_port": self.port})
-        server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
-        task = asyncio.create_task(server.serve())
-        self.server, self.task = server, task
-        await wait_until(lambda: server.started or task.done(), 15, what="uvicorn started")
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn exited before it started")
-        self.port = int(server.servers[0].sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        if self.server is not None and self.task is not None:
-            self.server.should_exit = True
-            await asyncio.wait_for(self.task, 15)
-        self.server = self.task = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/agent"
-
-
 @dataclass
 class World:
-    gateway: Gateway
+    gateway: RestartableGateway
     settings: ServerSettings
     tenant: str
     agent_id: str
@@ -123,7 +83,7 @@ async def world(
         **overrides,
     }
     settings = ServerSettings(**values)
-    gateway = Gateway(settings)
+    gateway = RestartableGateway(settings)
     stop = asyncio.Event()
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     worker = PersistWorker(settings, engine, client)

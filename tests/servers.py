@@ -10,6 +10,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from realtime.app import create_app, uvicorn_config
+from realtime.embedded_redis import free_port
 from telework.settings import ServerSettings
 from tests.waiting import wait_until
 
@@ -30,3 +31,33 @@ async def serving(settings: ServerSettings) -> AsyncIterator[tuple[Starlette, in
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)
+
+
+class RestartableGateway:
+    """The gateway on uvicorn on a fixed port, known before the first start; a restart reuses it."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.port = settings.gateway_port or free_port()
+        self.server: uvicorn.Server | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = self.settings.model_copy(update={"gateway_port": self.port})
+        server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+        task = asyncio.create_task(server.serve())
+        self.server, self.task = server, task
+        await wait_until(lambda: server.started or task.done(), 15, what="uvicorn started")
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn exited before it started")
+
+    async def stop(self) -> None:
+        if self.server is not None and self.task is not None:
+            self.server.should_exit = True
+            await asyncio.wait_for(self.task, 15)
+        self.server = self.task = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/agent"

@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
 
 from agent.backoff import next_delay
 from agent.client import AgentSession, SessionOptions, is_fatal_close
 from agent.outbox import Outbox, events_frame
 from agent.simulate import day_script, run_simulation
 from realtime import keys
-from realtime.app import create_app, uvicorn_config
 from realtime.protocol import (
     AgentSettings,
     DutyPayload,
@@ -34,6 +32,7 @@ from realtime.tenant_settings import publish_settings
 from storage.accounts import create_agent, create_tenant, create_user, revoke_agent
 from storage.db import make_engine, sqlite_url, upgrade
 from telework.settings import ServerSettings
+from tests.servers import RestartableGateway
 from tests.waiting import wait_until
 
 FAST = SessionOptions(backoff_base_s=0.05, backoff_cap_s=0.5, open_timeout_s=5)
@@ -148,37 +147,10 @@ def test_day_script_is_a_plausible_working_day() -> None:
 # ---------------------------------------------------------------- real gateway
 
 
-class Gateway:
-    def __init__(self, settings: ServerSettings) -> None:
-        self.settings = settings
-        self.server: uvicorn.Server | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.port = settings.gateway_port
-
-    async def start(self) -> None:
-        settings = self.settings.model_copy(update={"gateway_port": self.port})
-        self.server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
-        self.task = asyncio.create_task(self.server.serve())
-        server, task = self.server, self.task
-        await wait_until(lambda: server.started or task.done(), 15, what="uvicorn started")
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn exited before it started")
-        self.port = int(server.servers[0].sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        if self.server is not None and self.task is not None:
-            self.server.should_exit = True
-            await asyncio.wait_for(self.task, 15)
-        self.server = self.task = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/agent"
-
-
 class World:
-    def __init__(self, gateway: Gateway, tenant: str, agent_id: str, token: str, database_url: str) -> None:
+    def __init__(
+        self, gateway: RestartableGateway, tenant: str, agent_id: str, token: str, database_url: str
+    ) -> None:
         self.gateway, self.tenant, self.agent_id, self.token = gateway, tenant, agent_id, token
         self.database_url = database_url
 
@@ -198,7 +170,7 @@ async def world(redis_url: str, tmp_path: Path) -> AsyncIterator[World]:
     settings = ServerSettings(
         data_dir=tmp_path, redis_url=redis_url, database_url=database_url, gateway_port=0, auth_cache_s=0
     )
-    gateway = Gateway(settings)
+    gateway = RestartableGateway(settings)
     await gateway.start()
     try:
         yield World(gateway, tenant, agent_id, token, database_url)
