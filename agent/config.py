@@ -8,13 +8,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from telework.config import SettingsModel, load
+from core.config import SettingsModel, load
 
 AGENT_VERSION = "0.1.0"
 
 
 class AgentConfig(SettingsModel):
-    """Field ``x`` is read from ``TELEWORK_X`` (see telework.config.load)."""
+    """Field ``x`` is read from ``TELEWORK_X`` (see core.config.load)."""
 
     gateway_url: str = Field(default="ws://127.0.0.1:8700/v1/agent", pattern=r"^wss?://")
     agent_token: str | None = None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from agent.client import SessionOptions
 from agent.config import AgentConfig, MonitorConfig, load_agent_config, load_monitor_config
-from telework.config import ConfigError
+from core.config import ConfigError
 
 if TYPE_CHECKING:
     from agent.capture.sources import FrameSource

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from agent.client import AgentSession, Payload, SessionOptions
+from core.errors import OperatorError
 from realtime.protocol import DutyPayload, IncidentPayload, StatePayload, TaskPayload
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 TASKS = ("email", "design review", "coding", "customer call", "documentation", "planning")
 
 
-class TokensFileError(ValueError):
+class TokensFileError(OperatorError, ValueError):
     """The tokens file cannot be read or has the wrong shape."""
 
 

@@ -38,12 +38,13 @@ from sqlmodel import Session, col
 
 from agent.client import AgentSession, SessionOptions
 from agent.spool import Spool
+from core.settings import sqlite_url
 from realtime import keys
 from realtime.embedded_redis import EmbeddedRedis, free_port
 from realtime.protocol import IncidentPayload, PresenceState, StatePayload, TaskPayload
 from storage.accounts import create_agent, create_tenant, create_user
 from storage.activity import EventRecord
-from storage.db import create_database, drop_database, make_engine, sqlite_url, upgrade
+from storage.db import create_database, drop_database, make_engine, upgrade
 from storage.evidence_models import EvidenceObject
 
 log = logging.getLogger("benchmarks.agent_offline")

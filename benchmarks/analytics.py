@@ -35,8 +35,9 @@ from zoneinfo import ZoneInfo
 from bench_common import print_result
 from sqlalchemy import func, insert, select
 
+from core.settings import sqlite_url
 from storage.accounts import create_tenant
-from storage.db import create_database, drop_database, make_engine, sqlite_url, upgrade
+from storage.db import create_database, drop_database, make_engine, upgrade
 from workers.reports import month_range, monthly_attendance, task_time
 from workers.rollup_store import DAILY, INCIDENTS, INTERVALS, SCHEDULES, USERS, rebuild_rollups
 

@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from bench_common import print_result
 from sqlalchemy import text
 
+from core.settings import ServerSettings, sqlite_url
 from realtime import keys
 from realtime.embedded_redis import EmbeddedRedis
 from realtime.protocol import (
@@ -49,8 +50,7 @@ from realtime.protocol import (
     encode,
     new_event_id,
 )
-from storage.db import create_database, drop_database, make_engine, sqlite_url, upgrade
-from telework.settings import ServerSettings
+from storage.db import create_database, drop_database, make_engine, upgrade
 from workers.consumer import PersistWorker
 
 log = logging.getLogger("benchmarks.persist")

@@ -38,6 +38,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from core.settings import sqlite_url
 from realtime import keys
 from realtime.embedded_redis import EmbeddedRedis, free_port
 from realtime.protocol import (
@@ -52,7 +53,7 @@ from realtime.protocol import (
 )
 from storage.accounts import create_agent, create_tenant
 from storage.activity import EventRecord
-from storage.db import create_database, drop_database, make_engine, sqlite_url, upgrade
+from storage.db import create_database, drop_database, make_engine, upgrade
 
 log = logging.getLogger("benchmarks.pipeline")
 ROOT = Path(__file__).resolve().parent.parent

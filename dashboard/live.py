@@ -23,10 +23,10 @@ from bokeh.document import Document
 from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
 
+from core.config import ConfigError
+from core.settings import ServerSettings
 from dashboard import view
 from dashboard.feed import LiveFeed, LiveTable
-from telework.config import ConfigError
-from telework.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,7 @@ class LivePage:
         self.table = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=stylesheets)
         header = pn.pane.HTML(
             f"<h1>{TITLE}</h1>",
-            stylesheets=[
-                view.CSS + "h1 { font-size: 22px; font-weight: 600; margin: 8px 0 4px; }"
-            ],
+            stylesheets=[view.CSS + "h1 { font-size: 22px; font-weight: 600; margin: 8px 0 4px; }"],
             sizing_mode="stretch_width",
         )
         self.layout = pn.Column(

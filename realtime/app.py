@@ -23,16 +23,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from core.process import redis_url as required_redis_url
+from core.settings import ServerSettings
 from realtime.auth import Authenticator
 from realtime.evidence_upload import EvidenceUploads, default_sink
 from realtime.gateway import Gateway, utcnow
 from realtime.reaper import Reaper
 from realtime.tenant_tasks import TaskOffers
 from storage.accounts import lookup_token
-from storage.db import check_schema, make_engine, sqlite_url
+from storage.db import check_schema, make_engine
 from storage.tasks import active_tasks
-from telework.config import ConfigError
-from telework.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,8 @@ def redis_client(url: str) -> aioredis.Redis:
 
 def create_app(settings: ServerSettings) -> Starlette:
     """The gateway application; Redis, database and listener are set up in its lifespan."""
-    redis_url = settings.redis_url
-    if redis_url is None:
-        raise ConfigError(
-            "TELEWORK_REDIS_URL",
-            "the gateway needs a Redis URL (e.g. redis://127.0.0.1:6379/0), got none; "
-            "`telework up` starts an embedded Redis and sets it for you",
-        )
-    database_url = settings.database_url or sqlite_url(settings.data_dir)
+    redis_url = required_redis_url(settings, "the gateway", published=False)
+    database_url = settings.database()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -12,10 +12,12 @@ import subprocess
 import time
 from pathlib import Path
 
+from core.errors import OperatorError
+
 log = logging.getLogger(__name__)
 
 
-class EmbeddedRedisError(RuntimeError):
+class EmbeddedRedisError(OperatorError, RuntimeError):
     """The embedded redis-server could not be started."""
 
 
@@ -54,16 +56,26 @@ class EmbeddedRedis:
         self.folder.mkdir(parents=True, exist_ok=True)
         args = [
             redis_server_binary(),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", str(self.folder),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--appendfilename", "telework.aof",
-            "--dbfilename", "telework.rdb",
-            "--save", "",
-            "--protected-mode", "yes",
-            "--logfile", str(self.folder / "redis.log"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.folder),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--appendfilename",
+            "telework.aof",
+            "--dbfilename",
+            "telework.rdb",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(self.folder / "redis.log"),
         ]
         # Own session: a Ctrl-C to `up` must not stop Redis before the processes using it.
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)

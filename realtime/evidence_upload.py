@@ -32,6 +32,8 @@ from typing import Protocol
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.config import ConfigError
+from core.settings import ServerSettings
 from realtime.protocol import (
     EVIDENCE_CHUNK_MAX,
     Error,
@@ -42,8 +44,6 @@ from realtime.protocol import (
     parse_evidence_chunk,
 )
 from storage.evidence_store import EvidenceError, open_store, save_evidence
-from telework.config import ConfigError
-from telework.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from core.settings import ServerSettings
 from realtime import keys, live
 from realtime.auth import Authenticator
 from realtime.batcher import BatcherStopped, Command, WriteBatcher
@@ -60,7 +61,6 @@ from realtime.session import (
 from realtime.tenant_settings import SettingsListener, load_settings
 from realtime.tenant_tasks import TaskOffers
 from storage.accounts import AgentIdentity
-from telework.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -274,9 +274,7 @@ class Gateway:
                 received_at=now,
                 event=event,
             )
-            commands.append(
-                ("XADD", stream, "MAXLEN", "~", maxlen, "*", keys.ENTRY_FIELD, encode(entry))
-            )
+            commands.append(("XADD", stream, "MAXLEN", "~", maxlen, "*", keys.ENTRY_FIELD, encode(entry)))
         if new_live is not conn.live:
             commands.extend(live.commands(new_live))
         try:

@@ -10,13 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from core.errors import OperatorError
 from realtime.protocol import SLUG_RE
 from storage.models import AgentDevice, Tenant, User, utcnow
 
 ROLES = ("admin", "manager", "worker")
 
 
-class AccountError(ValueError):
+class AccountError(OperatorError, ValueError):
     """A request to create or change an account cannot be carried out."""
 
 
@@ -71,9 +72,7 @@ def create_user(engine: Engine, tenant_id: str, login: str, name: str, role: str
         return user.id
 
 
-def create_agent(
-    engine: Engine, tenant_id: str, agent_id: str, user_login: str | None = None
-) -> str:
+def create_agent(engine: Engine, tenant_id: str, agent_id: str, user_login: str | None = None) -> str:
     """Register an agent device; returns its token (only its hash is stored)."""
     _slug("agent", agent_id)
     token = "twa_" + secrets.token_urlsafe(32)

@@ -13,10 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from telework.config import ConfigError
+from core.config import ConfigError
 
 if TYPE_CHECKING:
-    from telework.settings import ServerSettings
+    from core.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,8 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from core.errors import OperatorError
+
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # 96-bit GCM nonce, random per object
 TAG_BYTES = 16
@@ -27,7 +29,7 @@ KEY_MAGIC = b"TWK1"
 OBJECT_MAGIC = b"TWE1"
 
 
-class CryptoError(ValueError):
+class CryptoError(OperatorError, ValueError):
     """Ciphertext that cannot be opened: wrong key, wrong tenant / hash binding, or altered bytes."""
 
 

@@ -21,7 +21,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import create_engine
+
+from core.errors import OperatorError
+from core.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +40,22 @@ TABLE_MODULES = (
 )
 
 
-class SchemaError(RuntimeError):
+class SchemaError(OperatorError):
     """The database is not at the schema revision this code needs."""
+
+
+class DatabaseUnavailable(OperatorError):
+    """The database cannot be reached or opened; the message names it and what the driver said."""
+
+
+def ping(engine: Engine) -> None:
+    """Connect once; a failure becomes :class:`DatabaseUnavailable` naming the database and the cause."""
+    try:
+        with engine.connect():
+            pass
+    except (OperationalError, InterfaceError) as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        raise DatabaseUnavailable(f"database {_safe(engine)} cannot be reached: {reason}") from None
 
 
 def import_tables() -> MetaData:
@@ -47,11 +65,6 @@ def import_tables() -> MetaData:
     from storage.models import METADATA
 
     return METADATA
-
-
-def sqlite_url(data_dir: Path) -> str:
-    """The embedded default database in the data folder."""
-    return f"sqlite:///{(data_dir / 'telework.db').resolve()}"
 
 
 def normalise_url(url: str) -> str:
@@ -75,10 +88,24 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     """Create an engine; SQLite connections get WAL mode and a busy timeout."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def open_database(settings: ServerSettings, pool_size: int = 5) -> Engine:
+    """The deployment's database (``settings.database()``), reachable and at the schema this code needs."""
+    engine = make_engine(settings.database(), pool_size)
+    try:
+        check_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
 
 
 def create_database(server_url: str, name: str) -> str:
@@ -125,12 +152,14 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The database's Alembic revision; None when it has none."""
+    ping(engine)
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str:
     """Apply the migrations up to ``revision``; returns the revision the database is now at."""
+    ping(engine)
     with engine.begin() as conn:
         tables = set(inspect(conn).get_table_names())
         config = alembic_config(conn)

@@ -18,6 +18,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from core.errors import OperatorError
+
 # evidence_object has a foreign key to incident: that table must be in the metadata when a row is
 # flushed, also in a process (the gateway) that imports nothing else of storage.activity.
 from storage import activity as _activity  # noqa: F401
@@ -28,14 +30,14 @@ from storage.keyring import Keyring, load_master_key
 from storage.models import utcnow
 
 if TYPE_CHECKING:
-    from telework.settings import ServerSettings
+    from core.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-class EvidenceError(ValueError):
+class EvidenceError(OperatorError, ValueError):
     """An evidence object is missing, altered, or cannot be opened with the tenant's key."""
 
 

@@ -22,13 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from core.config import ConfigError
 from storage import crypto
 from storage.evidence_models import DataKey
 from storage.models import utcnow
-from telework.config import ConfigError
 
 if TYPE_CHECKING:
-    from telework.settings import ServerSettings
+    from core.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, delete, false, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col
 
+from core.errors import OperatorError
 from storage import audit
 from storage.activity import EventRecord, Incident, Interval
 from storage.audit_models import AuditEntry
@@ -40,7 +41,7 @@ SECRET_COLUMNS = {"password_hash", "token_hash", "blob", "wrapped"}
 EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}
 
 
-class PersonalDataError(ValueError):
+class PersonalDataError(OperatorError, ValueError):
     """The export or erasure cannot be carried out (unknown user, legal hold...)."""
 
 

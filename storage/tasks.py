@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from core.errors import OperatorError
 from realtime.protocol import MAX_TASKS
 from storage.models import Tenant, utcnow
 from storage.planning import Task
@@ -17,7 +18,7 @@ from storage.planning import Task
 MAX_TASK_NAME = 200  # characters, as the task column and the protocol's TaskName allow
 
 
-class TaskError(ValueError):
+class TaskError(OperatorError, ValueError):
     """A task cannot be created or removed; the message says why."""
 
 

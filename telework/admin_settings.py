@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from pathlib import Path
 
 from pydantic import ValidationError
 
+from core.errors import OperatorError
+from core.process import redis_url
+from core.settings import ServerSettings
 from realtime.protocol import AgentSettings
-from telework.settings import ServerSettings
-from telework.up import REDIS_URL_FILE
 
 
-class SettingsError(ValueError):
+class SettingsError(OperatorError, ValueError):
     """The settings change cannot be made; the message says why."""
 
 
@@ -27,27 +27,13 @@ def merge_settings(current: AgentSettings, changes: Mapping[str, object]) -> Age
         raise SettingsError(f"{field}: {err['msg']} (got {changes.get(field)!r})") from None
 
 
-def redis_url_of(settings: ServerSettings) -> str:
-    """TELEWORK_REDIS_URL, or the embedded Redis a running `telework up` published in the data folder."""
-    if settings.redis_url:
-        return settings.redis_url
-    path: Path = settings.data_dir.expanduser() / REDIS_URL_FILE
-    try:
-        return path.read_text().strip()
-    except OSError:
-        raise SettingsError(
-            f"TELEWORK_REDIS_URL is not set and no `telework up` is running with data folder "
-            f"{settings.data_dir} ({path} not found)"
-        ) from None
-
-
 def _check_tenant(settings: ServerSettings, tenant: str) -> None:
     from sqlmodel import Session
 
-    from storage.db import check_schema, make_engine, sqlite_url
+    from storage.db import check_schema, make_engine
     from storage.models import Tenant
 
-    engine = make_engine(settings.database_url or sqlite_url(settings.data_dir.expanduser()))
+    engine = make_engine(settings.database())
     try:
         check_schema(engine)
         with Session(engine) as s:
@@ -68,7 +54,7 @@ def set_tenant_settings(
     if not changes:
         raise SettingsError("nothing to change: give at least one setting option (see --help)")
     _check_tenant(settings, tenant)
-    url = redis_url_of(settings)
+    url = redis_url(settings, "pushing settings to the agents")
 
     async def apply() -> AgentSettings:
         client = aioredis.Redis.from_url(url, decode_responses=True)

@@ -12,28 +12,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.process import run_command
+from core.settings import ServerSettings, load_server_settings
 from telework import cli_tasks
 from telework.cli_agent import add_parsers as add_agent_parsers
-from telework.cli_base import USAGE_ERROR, Parser, positive_int, setup
+from telework.cli_base import Parser, positive_int, setup
 from telework.cli_data import add_admin_parsers
 from telework.cli_data import add_parsers as add_data_parsers
 from telework.cli_models import add_parsers as add_models_parsers
-from telework.config import ConfigError
-from telework.settings import ServerSettings, load_server_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
-
-
-# Errors an operator can act on: one line on stderr, exit 2. Module -> class names;
-# looked up only in modules already imported (agent installs lack the server modules).
-_USER_ERRORS = {
-    "storage.db": ("SchemaError",),
-    "storage.accounts": ("AccountError",),
-    "realtime.embedded_redis": ("EmbeddedRedisError",),
-    "agent.simulate": ("TokensFileError",),
-    "telework.admin_settings": ("SettingsError",),
-}
 
 
 # admin settings set: flag -> AgentSettings field
@@ -56,27 +45,11 @@ SETTING_FLAGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = 
 )
 
 
-def is_user_error(exc: BaseException) -> bool:
-    if isinstance(exc, ConfigError):
-        return True
-    for module, names in _USER_ERRORS.items():
-        mod = sys.modules.get(module)
-        if mod is not None and any(isinstance(exc, getattr(mod, n)) for n in names):
-            return True
-    return False
-
-
 # ----------------------------------------------------------------------- settings
 
 
 def _server_settings(args: argparse.Namespace, **overrides: object) -> ServerSettings:
     return load_server_settings(data_dir=getattr(args, "data_dir", None), **overrides)
-
-
-def _database_url(settings: ServerSettings) -> str:
-    from storage.db import sqlite_url
-
-    return settings.database_url or sqlite_url(settings.data_dir.expanduser())
 
 
 # ----------------------------------------------------------------------- commands
@@ -144,7 +117,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
     settings = _server_settings(args)
     setup(args, settings.log_level)
-    engine = make_engine(_database_url(settings))
+    engine = make_engine(settings.database())
     try:
         revision = upgrade(engine)
     finally:
@@ -154,13 +127,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _admin_engine(args: argparse.Namespace) -> Engine:
-    from storage.db import check_schema, make_engine
+    from storage.db import open_database
 
     settings = _server_settings(args)
     setup(args, "WARNING")
-    engine = make_engine(_database_url(settings))
-    check_schema(engine)
-    return engine
+    return open_database(settings)
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
@@ -349,13 +320,4 @@ def _admin_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``telework`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        if not is_user_error(exc):
-            raise
-        print(f"telework {args.command}: error: {exc}", file=sys.stderr)
-        return USAGE_ERROR
-    return code
+    return run_command(f"telework {args.command}", lambda: args.func(args))

@@ -7,9 +7,8 @@ import os
 from collections.abc import Callable
 from typing import NoReturn
 
-from telework.config import ConfigError
-
-USAGE_ERROR = 2
+from core.config import ConfigError
+from core.errors import USAGE_ERROR
 
 
 class Parser(argparse.ArgumentParser):
@@ -27,7 +26,7 @@ def log_level(args: argparse.Namespace, default: str = "INFO") -> str:
 
 
 def setup(args: argparse.Namespace, level: str | None = None) -> None:
-    from telework.logs import setup_logging
+    from core.logs import setup_logging
 
     setup_logging(args.log_level or level or log_level(args))
 

@@ -11,46 +11,25 @@ import argparse
 import getpass
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from telework.config import ConfigError
-from telework.settings import ServerSettings, load_server_settings
+from core.errors import USAGE_ERROR
+from core.settings import ServerSettings, load_server_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from storage.evidence_store import EvidenceStore
 
-USAGE_ERROR = 2
 TAMPERED = 1
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from storage.crypto import CryptoError
-    from storage.db import SchemaError
-    from storage.evidence_store import EvidenceError
-    from storage.personal_data import PersonalDataError
-
-    return (ConfigError, SchemaError, PersonalDataError, EvidenceError, CryptoError)
-
-
-def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except _user_errors() as exc:
-            print(f"telework {args.command}: error: {exc}", file=sys.stderr)
-            return USAGE_ERROR
-
-    return run
-
-
 def _settings(args: argparse.Namespace) -> ServerSettings:
-    from telework.logs import setup_logging
+    from core.logs import setup_logging
 
     settings = load_server_settings(data_dir=getattr(args, "data_dir", None))
     setup_logging(getattr(args, "log_level", None) or "WARNING")
@@ -59,11 +38,10 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
 
 @contextmanager
 def _engine(settings: ServerSettings) -> Iterator[Engine]:
-    from storage.db import check_schema, make_engine, sqlite_url
+    from storage.db import open_database
 
-    engine = make_engine(settings.database_url or sqlite_url(settings.data_dir.expanduser()))
+    engine = open_database(settings)
     try:
-        check_schema(engine)
         yield engine
     finally:
         engine.dispose()
@@ -82,7 +60,6 @@ def _actor(args: argparse.Namespace) -> str:
 # ----------------------------------------------------------------------- commands
 
 
-@_guarded
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from storage.audit import verify
 
@@ -100,7 +77,6 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else TAMPERED
 
 
-@_guarded
 def cmd_export_user(args: argparse.Namespace) -> int:
     from storage.personal_data import export_user
 
@@ -112,7 +88,6 @@ def cmd_export_user(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
 def cmd_erase_user(args: argparse.Namespace) -> int:
     from storage.personal_data import erase_user
 
@@ -131,7 +106,6 @@ def cmd_erase_user(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
 def cmd_retention_once(args: argparse.Namespace) -> int:
     from workers.retention import run_once
     from workers.retention_plan import RetentionPolicy
@@ -148,9 +122,8 @@ def cmd_retention_once(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
 def cmd_retention_run(args: argparse.Namespace) -> int:
-    from telework.logs import setup_logging
+    from core.logs import setup_logging
     from workers.retention import serve_retention
 
     settings = load_server_settings(data_dir=args.data_dir)

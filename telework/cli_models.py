@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from telework.config import ConfigError
+from core.config import ConfigError
+from core.errors import USAGE_ERROR
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
-
-EXIT_ERROR = 2
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
@@ -83,7 +82,7 @@ def _folder_and_pack(args: argparse.Namespace) -> tuple[Path, str]:
 
 def _error(exc: BaseException) -> int:
     print(f"telework models: error: {exc}", file=sys.stderr)
-    return EXIT_ERROR
+    return USAGE_ERROR
 
 
 def add_parsers(sub: argparse._SubParsersAction, parser_class: type[argparse.ArgumentParser]) -> None:

@@ -13,50 +13,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from telework.config import ConfigError
-from telework.settings import ServerSettings, load_server_settings
+from core.settings import ServerSettings, load_server_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-USAGE_ERROR = 2
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from storage.db import SchemaError
-    from storage.tasks import TaskError
-
-    return (ConfigError, SchemaError, TaskError)
-
-
-def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except _user_errors() as exc:
-            print(f"telework {args.command}: error: {exc}", file=sys.stderr)
-            return USAGE_ERROR
-
-    return run
-
 
 def _open(args: argparse.Namespace) -> tuple[ServerSettings, Engine]:
-    from storage.db import check_schema, make_engine, sqlite_url
-    from telework.logs import setup_logging
+    from core.logs import setup_logging
+    from storage.db import open_database
 
     settings = load_server_settings(data_dir=getattr(args, "data_dir", None))
     setup_logging("WARNING")
-    engine = make_engine(settings.database_url or sqlite_url(settings.data_dir.expanduser()))
-    try:
-        check_schema(engine)
-    except BaseException:
-        engine.dispose()
-        raise
-    return settings, engine
+    return settings, open_database(settings)
 
 
 def announce(settings: ServerSettings, tenant: str, tasks: list[str]) -> str | None:
@@ -64,12 +36,13 @@ def announce(settings: ServerSettings, tenant: str, tasks: list[str]) -> str | N
     import redis.asyncio as aioredis
     from redis.exceptions import RedisError
 
+    from core.errors import OperatorError
+    from core.process import redis_url
     from realtime.tenant_tasks import publish_tasks
-    from telework.admin_settings import SettingsError, redis_url_of
 
     try:
-        url = redis_url_of(settings)
-    except SettingsError as exc:
+        url = redis_url(settings, "publishing the task list")
+    except OperatorError as exc:
         return str(exc)
 
     async def send() -> None:
@@ -86,7 +59,6 @@ def announce(settings: ServerSettings, tenant: str, tasks: list[str]) -> str | N
     return None
 
 
-@_guarded
 def cmd_task(args: argparse.Namespace) -> int:
     from storage import tasks as store
 

@@ -23,11 +23,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from telework.settings import ServerSettings
+from core.process import redis_url_file, stop_on_signals
+from core.settings import ServerSettings
 
 log = logging.getLogger(__name__)
-
-REDIS_URL_FILE = "redis.url"  # in data_dir: where `up` publishes the embedded Redis URL
 
 
 @dataclass(frozen=True)
@@ -280,8 +279,25 @@ def run_up(
     ready_timeout_s: float = 90.0,
 ) -> int:
     """Run everything until SIGINT/SIGTERM (exit 0) or an unexpected child exit (exit 1)."""
+
+    stop = threading.Event()
+    with stop_on_signals(stop.set):
+        return _run_up(settings, demo, agents, workers, python, on_ready, events_per_s, ready_timeout_s, stop)
+
+
+def _run_up(
+    settings: ServerSettings,
+    demo: bool,
+    agents: int,
+    workers: int,
+    python: str,
+    on_ready: Callable[[Resolved], None],
+    events_per_s: float,
+    ready_timeout_s: float,
+    stop: threading.Event,
+) -> int:
     from realtime.embedded_redis import EmbeddedRedis
-    from storage.db import make_engine, sqlite_url, upgrade
+    from storage.db import make_engine, upgrade
     from storage.keyring import ensure_master_key
     from telework.demo import (
         SIMULATED_TOKENS_FILE,
@@ -291,11 +307,9 @@ def run_up(
         write_tokens,
     )
 
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    data_dir = settings.data_dir.expanduser().resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    url_file = data_dir / REDIS_URL_FILE
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    url_file = redis_url_file(data_dir)
     redis = None
     supervisor: Supervisor | None = None
     exit_code = 0
@@ -305,7 +319,7 @@ def run_up(
             redis = EmbeddedRedis(data_dir / "redis")
             redis_url = redis.start()
             url_file.write_text(redis_url + "\n")
-        database_url = settings.database_url or sqlite_url(data_dir)
+        database_url = settings.database()
         if settings.master_key is None and settings.master_key_file is None:
             ensure_master_key(data_dir)  # embedded mode: a 0600 key file in the data folder
         engine = make_engine(database_url)
@@ -356,8 +370,6 @@ def run_up(
         if redis is not None:
             redis.stop()
             url_file.unlink(missing_ok=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return exit_code
 
 

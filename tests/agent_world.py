@@ -19,10 +19,10 @@ from sqlmodel import Session, col
 
 from agent.client import AgentSession, SessionOptions
 from agent.spool import Spool
+from core.settings import ServerSettings
 from storage.accounts import create_agent, create_tenant, create_user
 from storage.activity import EventRecord
 from storage.db import make_engine
-from telework.settings import ServerSettings
 from tests.servers import RestartableGateway
 from workers.consumer import PersistWorker
 

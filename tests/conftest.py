@@ -17,8 +17,9 @@ import redis
 import redis.asyncio as aioredis
 from sqlalchemy.engine import Engine
 
+from core.settings import sqlite_url
 from realtime.embedded_redis import EmbeddedRedis
-from storage.db import create_database, drop_database, make_engine, sqlite_url, upgrade
+from storage.db import create_database, drop_database, make_engine, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 FACES = ROOT.parent / "shared" / "faces"

@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 import uvicorn
 from starlette.applications import Starlette
 
+from core.settings import ServerSettings
 from realtime.app import create_app, uvicorn_config
 from realtime.embedded_redis import free_port
-from telework.settings import ServerSettings
 from tests.waiting import wait_until
 
 

@@ -16,6 +16,7 @@ from agent.backoff import next_delay
 from agent.client import AgentSession, SessionOptions, is_fatal_close
 from agent.outbox import Outbox, events_frame
 from agent.simulate import day_script, run_simulation
+from core.settings import ServerSettings, sqlite_url
 from realtime import keys
 from realtime.protocol import (
     AgentSettings,
@@ -30,8 +31,7 @@ from realtime.protocol import (
 )
 from realtime.tenant_settings import publish_settings
 from storage.accounts import create_agent, create_tenant, create_user, revoke_agent
-from storage.db import make_engine, sqlite_url, upgrade
-from telework.settings import ServerSettings
+from storage.db import make_engine, upgrade
 from tests.servers import RestartableGateway
 from tests.waiting import wait_until
 

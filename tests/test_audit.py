@@ -10,13 +10,13 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from core.settings import ServerSettings
 from storage import accounts, audit
 from storage.audit_models import AuditEntry
 from storage.crypto import sha256_hex
 from storage.evidence_store import object_key, open_store, save_evidence
 from storage.hash_chain import GENESIS, Link, canonical_json, link_hash, verify_links
 from storage.keyring import ensure_master_key
-from telework.settings import ServerSettings
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

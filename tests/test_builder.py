@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from core.settings import ServerSettings
 from realtime import keys, live
 from realtime.protocol import (
     DutyEvent,
@@ -26,7 +27,6 @@ from realtime.protocol import (
 )
 from storage.accounts import create_agent, create_tenant, create_user
 from storage.activity import Incident, Interval
-from telework.settings import ServerSettings
 from tests.test_worker import running
 from tests.waiting import wait_until
 from workers.builder import BuilderWorker, is_silent, plan_work

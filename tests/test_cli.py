@@ -16,14 +16,15 @@ import pytest
 import redis as redis_client
 import redis.asyncio as aioredis
 
+from core.logs import LogfmtFormatter
+from core.settings import sqlite_url
 from realtime import keys
 from realtime.protocol import AgentSettings, LiveState, parse_record
 from realtime.tenant_settings import load_settings
 from storage.accounts import lookup_token
-from storage.db import make_engine, sqlite_url, upgrade
+from storage.db import make_engine, upgrade
 from telework.cli import main
 from telework.demo import TOKENS_FILE, demo_agents, ensure_demo, split_camera_agent
-from telework.logs import LogfmtFormatter
 from telework.up import Resolved, free_port, http_ok, on_child_exit, plan_children, stop_waves
 from tests.waiting import wait_until_sync
 

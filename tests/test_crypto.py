@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from core.config import ConfigError
+from core.settings import ServerSettings
 from storage import accounts, crypto
 from storage.evidence_models import DataKey
 from storage.keyring import Keyring, ensure_master_key, load_master_key
-from telework.config import ConfigError
-from telework.settings import ServerSettings
 
 SHA = crypto.sha256_hex(b"photo")
 

@@ -16,13 +16,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
+from core.config import ConfigError
+from core.settings import ServerSettings
 from dashboard import view
 from dashboard.feed import LiveFeed, decode, merge, reconnect_delay
 from dashboard.live import TITLE, require_redis_url, start_background, websocket_origins
 from realtime import keys
 from realtime.protocol import LiveState, encode
-from telework.config import ConfigError
-from telework.settings import ServerSettings
 from tests.waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -250,7 +250,7 @@ SERVE = """
 import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
 from dashboard.live import serve
-from telework.settings import ServerSettings
+from core.settings import ServerSettings
 serve(ServerSettings(redis_url=sys.argv[1], dashboard_port=0, dashboard_tenant=sys.argv[2]))
 """
 
@@ -302,11 +302,20 @@ def test_live_page_in_browser(redis_url):
         r.hset(keys.live_hash(tenant), state.agent_id, encode(state))
         r.publish(keys.live_channel(tenant), encode(state))
 
-    put(live(tenant, "pc-tanaka", seq=10, seen=since, user="Tanaka Yui", state="away", on_duty=True,
-             task="Quarterly report", since=since))
-    server = start_background(
-        ServerSettings(redis_url=redis_url, dashboard_port=0, dashboard_tenant=tenant)
+    put(
+        live(
+            tenant,
+            "pc-tanaka",
+            seq=10,
+            seen=since,
+            user="Tanaka Yui",
+            state="away",
+            on_duty=True,
+            task="Quarterly report",
+            since=since,
+        )
     )
+    server = start_background(ServerSettings(redis_url=redis_url, dashboard_port=0, dashboard_tenant=tenant))
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -327,8 +336,17 @@ def test_live_page_in_browser(redis_url):
                 assert server.feed.listener_count == 2
 
                 now = datetime.now(UTC)
-                back = live(tenant, "pc-tanaka", seq=11, seen=now, user="Tanaka Yui", state="present",
-                            on_duty=True, task="Quarterly report", since=now)
+                back = live(
+                    tenant,
+                    "pc-tanaka",
+                    seq=11,
+                    seen=now,
+                    user="Tanaka Yui",
+                    state="present",
+                    on_duty=True,
+                    task="Quarterly report",
+                    since=now,
+                )
                 start = time.monotonic()
                 put(back)
                 page.locator('[data-agent="pc-tanaka"][data-status="present"]').wait_for(timeout=5_000)
@@ -341,14 +359,48 @@ def test_live_page_in_browser(redis_url):
                 assert page.locator('[data-count="away"] .n').inner_text() == "0"
 
                 for state in (
-                    live(tenant, "pc-sato", seq=3, seen=now, user="Sato Ken", state="peeking",
-                         on_duty=True, task="Customer calls", since=now - timedelta(minutes=2)),
-                    live(tenant, "pc-kim", seq=8, seen=now, user="Kim Min-ji", state="away",
-                         on_duty=True, task="Code review", since=now - timedelta(minutes=9)),
-                    live(tenant, "pc-ito", seq=2, seen=now - timedelta(hours=3), user="Ito Hana",
-                         online=False, state="present", since=now - timedelta(hours=4)),
-                    live(tenant, "pc-lopez", seq=5, seen=now, user="Maria Lopez", state="camera_blocked",
-                         on_duty=True, since=now - timedelta(seconds=40)),
+                    live(
+                        tenant,
+                        "pc-sato",
+                        seq=3,
+                        seen=now,
+                        user="Sato Ken",
+                        state="peeking",
+                        on_duty=True,
+                        task="Customer calls",
+                        since=now - timedelta(minutes=2),
+                    ),
+                    live(
+                        tenant,
+                        "pc-kim",
+                        seq=8,
+                        seen=now,
+                        user="Kim Min-ji",
+                        state="away",
+                        on_duty=True,
+                        task="Code review",
+                        since=now - timedelta(minutes=9),
+                    ),
+                    live(
+                        tenant,
+                        "pc-ito",
+                        seq=2,
+                        seen=now - timedelta(hours=3),
+                        user="Ito Hana",
+                        online=False,
+                        state="present",
+                        since=now - timedelta(hours=4),
+                    ),
+                    live(
+                        tenant,
+                        "pc-lopez",
+                        seq=5,
+                        seen=now,
+                        user="Maria Lopez",
+                        state="camera_blocked",
+                        on_duty=True,
+                        since=now - timedelta(seconds=40),
+                    ),
                 ):
                     put(state)
                 page.locator('[data-agent="pc-lopez"]').wait_for(timeout=5_000)

@@ -13,6 +13,7 @@ import websockets
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from core.settings import ServerSettings
 from realtime import keys
 from realtime.protocol import (
     PROTOCOL_VERSION,
@@ -28,7 +29,6 @@ from realtime.protocol import (
 from storage.accounts import create_agent, create_tenant
 from storage.activity import EventRecord
 from storage.db import make_engine
-from telework.settings import ServerSettings
 from tests.servers import serving
 from tests.waiting import wait_until
 from workers.consumer import PersistWorker

@@ -14,14 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from core.config import ConfigError
+from core.settings import ServerSettings
 from storage import accounts
 from storage.blob_backends import LocalBackend
 from storage.crypto import sha256_hex
 from storage.evidence_models import EvidenceObject
 from storage.evidence_store import EvidenceError, EvidenceStore, object_key, open_store, save_evidence
 from storage.keyring import ensure_master_key
-from telework.config import ConfigError
-from telework.settings import ServerSettings
 from tests.waiting import wait_until_sync
 
 PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40 + b"\xff\xd9"  # a JPEG-framed 10 KB payload

@@ -11,7 +11,7 @@ from agent.config import load_agent_config
 from agent.face.engine import FaceEngineError
 from agent.face.models import default_model_dir, missing_pack_message, resolve_model_dir
 from agent.face.select import choose_backend, engine_from_config, load_engine
-from telework.config import ConfigError
+from core.config import ConfigError
 from tests.test_face_insightface import PACK, build_pack
 
 FOLDER = Path("/m/buffalo_s")

@@ -25,6 +25,8 @@ from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from core.config import ConfigError
+from core.settings import ServerSettings, sqlite_url
 from realtime import keys, live
 from realtime.app import create_app
 from realtime.auth import Authenticator
@@ -64,9 +66,7 @@ from storage.accounts import (
     lookup_token,
     revoke_agent,
 )
-from storage.db import make_engine, sqlite_url, upgrade
-from telework.config import ConfigError
-from telework.settings import ServerSettings
+from storage.db import make_engine, upgrade
 from tests.servers import serving
 from tests.waiting import wait_until
 

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
+from core.config import ConfigError
+from core.settings import ServerSettings
 from realtime.protocol import (
     IncidentEvent,
     IncidentPayload,
@@ -18,8 +20,6 @@ from realtime.protocol import (
     encode,
     new_event_id,
 )
-from telework.config import ConfigError
-from telework.settings import ServerSettings
 from workers.dead_letter import DeadLetterReason, classify, dead_letter
 from workers.persist import persist_batch, to_row
 from workers.run import run_worker

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from core.settings import ServerSettings
 from storage import accounts, audit
 from storage.activity import EventRecord, Incident, Interval
 from storage.audit_models import AuditEntry
@@ -24,7 +25,6 @@ from storage.keyring import ensure_master_key
 from storage.models import AgentDevice, Group, Membership, User
 from storage.personal_data import PersonalDataError, erase_user, export_user
 from storage.planning import Schedule
-from telework.settings import ServerSettings
 
 T = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 STILL, SCREEN, FACE = b"still" * 300, b"screen" * 300, b"face" * 300

@@ -8,8 +8,8 @@ import pytest
 from pydantic import BaseModel
 
 from agent.config import AgentConfig, MonitorConfig
-from telework.config import env_key
-from telework.settings import ServerSettings
+from core.config import env_key
+from core.settings import ServerSettings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 

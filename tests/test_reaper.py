@@ -9,6 +9,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
+from core.settings import ServerSettings, sqlite_url
 from realtime import keys
 from realtime.protocol import (
     PROTOCOL_VERSION,
@@ -20,8 +21,7 @@ from realtime.protocol import (
     parse_server_frame,
 )
 from realtime.reaper import COMPARE_AND_SET, reap_tenant, stale
-from storage.db import make_engine, sqlite_url, upgrade
-from telework.settings import ServerSettings
+from storage.db import make_engine, upgrade
 from tests.servers import serving
 from tests.test_gateway import provision
 from tests.waiting import wait_until
@@ -116,6 +116,7 @@ async def test_gateway_start_reconciles_leftovers_but_keeps_heartbeating_session
         return None if raw is None else parse_record(raw, LiveState).online
 
     async with serving(settings) as (_app, port):
+
         async def leftover_offline() -> bool:
             return await online("pc-dead") is False
 
@@ -128,4 +129,3 @@ async def test_gateway_start_reconciles_leftovers_but_keeps_heartbeating_session
                 assert parse_server_frame(await ws.recv()).type == "heartbeat"
                 await asyncio.sleep(0.25)  # the agent's heartbeat period, not a synchronisation
             assert await online(agent_id) is True
-

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from core.settings import ServerSettings
 from storage import accounts
 from storage.activity import EventRecord, Incident, Interval
 from storage.crypto import sha256_hex
@@ -20,7 +21,6 @@ from storage.evidence_models import EvidenceObject, FaceTemplate
 from storage.evidence_store import EvidenceStore, open_store, save_evidence
 from storage.keyring import ensure_master_key
 from storage.models import Tenant
-from telework.settings import ServerSettings
 from tests.waiting import wait_until_sync
 from workers.retention import run_loop, run_once
 from workers.retention_plan import RetentionPolicy, data_cutoff, face_erase_due

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
+from core.settings import ServerSettings
 from storage.accounts import create_tenant, create_user
-from telework.settings import ServerSettings
 from tests.waiting import wait_until
 from workers.analytics import ScheduleDay
 from workers.rebuild import ROLLUP_DIRTY, mark_dirty

@@ -22,9 +22,9 @@ from redis.exceptions import ResponseError
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
+from core.settings import ServerSettings
 from realtime import keys
 from realtime.protocol import DeadLetter, StateEvent, StatePayload, StreamEvent, encode, new_event_id
-from telework.settings import ServerSettings
 from tests.conftest import ROOT
 from tests.waiting import wait_until
 from workers.consumer import PersistWorker

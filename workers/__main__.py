@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from core.config import ConfigError
+from core.logs import setup_logging
+from core.settings import load_server_settings
 from storage.db import SchemaError
-from telework.config import ConfigError
-from telework.logs import setup_logging
-from telework.settings import load_server_settings
 from workers.run import run_worker
 
 

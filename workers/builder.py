@@ -43,9 +43,9 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from core.settings import ServerSettings
 from realtime import live
 from realtime.protocol import IncidentEvent, LiveState, StreamEvent
-from telework.settings import ServerSettings
 from workers import rebuild
 from workers.consumer import Entry, PersistWorker, Stopped
 

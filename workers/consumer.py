@@ -34,9 +34,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+from core.settings import ServerSettings
 from realtime import keys
 from realtime.protocol import StreamEvent
-from telework.settings import ServerSettings
 from workers.dead_letter import DeadLetterReason, classify, dead_letter, send_dead_letters, text_of
 from workers.persist import copy_batch, persist_batch, to_row
 

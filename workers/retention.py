@@ -18,7 +18,6 @@ interrupted run leaves rows that the next run deletes, never unreferenced images
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,8 +28,9 @@ from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from core.process import stop_on_signals
 from storage.activity import EventRecord, Incident, Interval
-from storage.db import check_schema, make_engine, sqlite_url
+from storage.db import open_database
 from storage.evidence_models import EvidenceObject, FaceTemplate
 from storage.evidence_store import EvidenceStore, open_store
 from storage.models import Tenant, utcnow
@@ -44,7 +44,7 @@ from workers.retention_plan import (
 )
 
 if TYPE_CHECKING:
-    from telework.settings import ServerSettings
+    from core.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -272,14 +272,13 @@ def serve_retention(settings: ServerSettings) -> None:
 
     Raises ConfigError for a missing master key and SchemaError on an un-migrated database.
     """
-    engine = make_engine(settings.database_url or sqlite_url(settings.data_dir.expanduser()))
+    engine = open_database(settings)
     try:
-        check_schema(engine)
         store = open_store(settings, engine)
         stop = threading.Event()
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-        run_loop(engine, store, RetentionPolicy.from_settings(settings), settings.retention_interval_s, stop)
+        with stop_on_signals(stop.set):
+            run_loop(
+                engine, store, RetentionPolicy.from_settings(settings), settings.retention_interval_s, stop
+            )
     finally:
         engine.dispose()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from telework.settings import ServerSettings
+    from core.settings import ServerSettings
 
 # Evidence taken up to this long before an incident that is kept stays with it (clock skew, merges).
 EVIDENCE_MARGIN = timedelta(days=1)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time as clock
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -46,8 +45,9 @@ from typing import Any
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from storage.db import check_schema, make_engine, sqlite_url
-from telework.settings import ServerSettings
+from core.process import async_stop_on_signals
+from core.settings import ServerSettings
+from storage.db import open_database
 from workers.analytics import AnalyticsError, days_between, local_day, touched_days
 from workers.rebuild import ROLLUP_DIRTY
 from workers.rollup_store import (
@@ -236,18 +236,13 @@ class RollupWorker:
 
 def run_rollups(settings: ServerSettings) -> None:
     """Blocking entry point of a rollup worker process; stops cleanly on SIGINT/SIGTERM."""
-    engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
+    engine = open_database(settings)
     try:
-        check_schema(engine)
         asyncio.run(_serve(settings, engine))
     finally:
         engine.dispose()
 
 
 async def _serve(settings: ServerSettings, engine: Engine) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-    await RollupWorker(settings, engine).run(stop)
+    with async_stop_on_signals(asyncio.Event()) as stop:
+        await RollupWorker(settings, engine).run(stop)

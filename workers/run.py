@@ -4,16 +4,15 @@ and ``telework builder`` share one runner."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 
 import redis.asyncio as aioredis
 from sqlalchemy.engine import Engine
 
-from storage.db import check_schema, make_engine, sqlite_url
-from telework.config import ConfigError, env_key
-from telework.settings import ServerSettings
+from core.process import async_stop_on_signals
+from core.process import redis_url as required_redis_url
+from core.settings import ServerSettings
+from storage.db import open_database
 from workers.consumer import PersistWorker
 
 log = logging.getLogger(__name__)
@@ -30,17 +29,10 @@ def run_consumer(settings: ServerSettings, worker_class: type[PersistWorker]) ->
     Raises ConfigError without ``TELEWORK_REDIS_URL`` and storage.db.SchemaError on an
     un-migrated database.
     """
-    if settings.redis_url is None:
-        raise ConfigError(
-            env_key("redis_url"),
-            "not set; a worker reads the Redis streams the gateway writes, so it needs that Redis's URL "
-            "(`telework up` starts an embedded Redis and passes its URL to its workers)",
-        )
-    url = settings.database_url or sqlite_url(settings.data_dir)
-    engine = make_engine(url)
+    url = required_redis_url(settings, "a worker", published=False)
+    engine = open_database(settings)
     try:
-        check_schema(engine)
-        asyncio.run(_serve(settings, engine, settings.redis_url, worker_class))
+        asyncio.run(_serve(settings, engine, url, worker_class))
     finally:
         engine.dispose()
 
@@ -48,15 +40,10 @@ def run_consumer(settings: ServerSettings, worker_class: type[PersistWorker]) ->
 async def _serve(
     settings: ServerSettings, engine: Engine, redis_url: str, worker_class: type[PersistWorker]
 ) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        # Not available off the main thread or on Windows; the caller then stops us another way.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
     # Raw bytes: an entry that is not UTF-8 is dead-lettered instead of failing the whole read.
     client = aioredis.Redis.from_url(redis_url, decode_responses=False)
     try:
-        await worker_class(settings, engine, client).run(stop)
+        with async_stop_on_signals(asyncio.Event()) as stop:
+            await worker_class(settings, engine, client).run(stop)
     finally:
         await client.aclose()

@@ -25,9 +25,11 @@ from pathlib import Path, PurePosixPath
 
 import platformdirs
 
+from core.errors import OperatorError
+
 log = logging.getLogger(__name__)
 
-APP_NAME = "telework-supporter"  # same folder as the server's data dir (telework.settings)
+APP_NAME = "telework-supporter"  # same folder as the server's data dir (core.settings)
 DEFAULT_PACK = "buffalo_s"
 PACK_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # insightface's own download location (insightface.utils.storage.model_zoo_download_url)
@@ -45,7 +47,7 @@ LICENSE_NOTICE = (
 Progress = Callable[[int, int | None], None]  # (bytes done, total bytes or None if unknown)
 
 
-class ModelFetchError(RuntimeError):
+class ModelFetchError(OperatorError, RuntimeError):
     """A model pack could not be downloaded or unpacked."""
 
 

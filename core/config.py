@@ -14,12 +14,14 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from core.errors import OperatorError
+
 PREFIX = "TELEWORK_"
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class ConfigError(ValueError):
+class ConfigError(OperatorError, ValueError):
     """A setting is missing or has a value that cannot be used."""
 
     def __init__(self, key: str, message: str) -> None:

@@ -7,13 +7,27 @@ import socket
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
-from telework.config import SettingsModel, load
+from core.config import SettingsModel, load
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_URL_FILE = "redis.url"  # in data_dir: where a running `telework up` publishes its embedded Redis URL
+DATABASE_FILE = "telework.db"  # in data_dir: the embedded SQLite database
 
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("telework-supporter", appauthor=False))
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The embedded default database in the data folder."""
+    return f"sqlite:///{(data_dir.expanduser() / DATABASE_FILE).resolve()}"
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
 
 
 class ServerSettings(SettingsModel):
@@ -71,6 +85,32 @@ class ServerSettings(SettingsModel):
     rollup_interval_s: float = Field(default=30.0, gt=0)  # how often changed days are recomputed
     rollup_catchup_days: int = Field(default=3, ge=0)  # days recomputed for every user at start
     rollup_lag_s: float = Field(default=120.0, ge=0)  # overlap of incident change scans (late commits)
+
+    @field_validator("data_dir", "master_key_file", "evidence_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        # `~` means the home folder everywhere, never a folder named "~" under the working folder.
+        return None if value is None else value.expanduser().absolute()
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        if value is not None and _scheme(value) not in DATABASE_SCHEMES:
+            raise ValueError(
+                "expected an sqlite:/// or postgresql:// URL (e.g. postgresql://user@host:5432/db)"
+            )
+        return value
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and _scheme(value) not in REDIS_SCHEMES:
+            raise ValueError("expected a redis://, rediss:// or unix:// URL (e.g. redis://127.0.0.1:6379/0)")
+        return value
+
+    def database(self) -> str:
+        """The database every process opens: TELEWORK_DATABASE_URL, else SQLite in data_dir."""
+        return self.database_url or sqlite_url(self.data_dir)
 
 
 def load_server_settings(**overrides: object) -> ServerSettings:

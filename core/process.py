@@ -1,0 +1,93 @@
+"""The process kit: what every long-running program does the same way.
+
+- :func:`redis_url`: the Redis a program talks to, or one :class:`~core.errors.OperatorError`
+  saying how to give it;
+- :func:`stop_on_signals` / :func:`async_stop_on_signals`: SIGINT and SIGTERM ask for a clean
+  stop (the one place a signal handler is installed);
+- :func:`run_command`: runs a command body and turns an operator error into one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from core.errors import USAGE_ERROR, OperatorError
+from core.settings import REDIS_URL_FILE, ServerSettings
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def redis_url_file(data_dir: Path) -> Path:
+    """Where a running ``telework up`` publishes the URL of its embedded Redis."""
+    return data_dir / REDIS_URL_FILE
+
+
+def redis_url(settings: ServerSettings, needed_by: str, *, published: bool = True) -> str:
+    """TELEWORK_REDIS_URL, else (with ``published``) the URL a running ``telework up`` published.
+
+    ``needed_by`` names the program in the error: "the gateway", "a worker", ...
+    """
+    if settings.redis_url:
+        return settings.redis_url
+    path = redis_url_file(settings.data_dir)
+    if published:
+        with contextlib.suppress(OSError):
+            url = path.read_text().strip()
+            if url:
+                return url
+    where = f" and no `telework up` is running with data folder {settings.data_dir}" if published else ""
+    raise OperatorError(
+        f"TELEWORK_REDIS_URL: not set{where}; {needed_by} needs the Redis the gateway writes to "
+        "(e.g. redis://127.0.0.1:6379/0); `telework up` starts an embedded one"
+    )
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: Callable[[], object]) -> Iterator[None]:
+    """Inside the block, SIGINT and SIGTERM call ``stop``; the previous handlers come back after.
+
+    For synchronous programs. Off the main thread signals cannot be caught: ``stop`` is then
+    never called and the caller stops the program another way.
+    """
+    previous: dict[int, object] = {}
+    try:
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(ValueError):  # not the main thread
+                previous[sig] = signal.signal(sig, lambda *_: stop())
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def async_stop_on_signals(stop: asyncio.Event) -> Iterator[asyncio.Event]:
+    """Inside the block, SIGINT and SIGTERM set ``stop`` on the running loop (woken at once)."""
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    try:
+        for sig in STOP_SIGNALS:
+            # Not available off the main thread or on Windows; the caller then stops us another way.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+        yield stop
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def run_command(prog: str, body: Callable[[], int | None]) -> int:
+    """Run ``body``; an :class:`OperatorError` becomes one line on stderr and exit code 2."""
+    try:
+        return body() or 0
+    except KeyboardInterrupt:
+        return 130
+    except OperatorError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
