@@ -44,6 +44,7 @@ from agent.backoff import next_delay
 from agent.bandwidth import BandwidthMeter, Pacer
 from agent.config import AGENT_VERSION
 from agent.outbox import Outbox, events_frame
+from agent.ports import Payload
 from agent.spool import ImageAdded, Kind, Purpose, Spool
 from agent.uploader import Uploader
 from realtime.protocol import (
@@ -83,7 +84,6 @@ from realtime.protocol import (
 log = logging.getLogger(__name__)
 
 FATAL_CLOSE_CODES = frozenset({CLOSE_POLICY_VIOLATION, CLOSE_PROTOCOL_ERROR})
-Payload = StatePayload | DutyPayload | TaskPayload | IncidentPayload
 _EVENT_OF: dict[type, type[StateEvent | DutyEvent | TaskEvent | IncidentEvent]] = {
     StatePayload: StateEvent,
     DutyPayload: DutyEvent,

@@ -27,7 +27,7 @@ class AgentConfig(SettingsModel):
     agent_model_dir: Path | None = None  # face-model packs; unset: <user data dir>/models
     agent_face_engine: Literal["auto", "dlib", "insightface"] = "auto"  # auto: insightface if pack present
     agent_model_pack: str = Field(default="buffalo_s", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    # offline spool, evidence upload and bandwidth (issue 4: agent/spool.py, agent/bandwidth.py)
+    # offline spool, evidence upload and bandwidth (agent/spool.py, agent/bandwidth.py)
     agent_data_dir: Path | None = None  # spool-v1.sqlite3 lives here; unset: <user data dir>
     agent_spool_images: int = Field(default=500, ge=1, le=100_000)  # image ring size (camera + screen)
     agent_upload_kbps: float = Field(default=160.0, gt=0, le=1_000_000)  # image upload pace
@@ -46,7 +46,7 @@ class MonitorConfig(AgentConfig):
     agent_source: str | None = None  # webcam[:INDEX] | video:PATH | folder:PATH | scene:demo
     agent_template: Path | None = None  # the user's face template (telework agent enroll --out)
     agent_evidence_dir: Path | None = None  # evidence images by sha256; unset: <user data dir>/evidence
-    # camera, punches and the local page (issue 4: agent/cameras.py, agent/desk.py, agent/control.py)
+    # camera, punches and the local page (agent/cameras.py, agent/desk.py, agent/control.py)
     agent_camera: int | None = Field(default=None, ge=0, le=63)  # webcam index; set: --source webcam:INDEX
     agent_resolution: str = Field(default="640x480", pattern=r"^\s*\d{2,5}\s*[xX]\s*\d{2,5}\s*$")
     agent_page: bool = True  # serve the local page and control channel on 127.0.0.1

@@ -1,12 +1,12 @@
 """The teleworker's side of the running agent: punches, tasks, face registration, incident action, notices.
 
 :class:`Desk` sits between the monitor and the session. To the monitor it is the emitter
-(``settings`` and ``emit``): an incident start passes through :meth:`emit`, which carries
-out the current ``incident_action`` (``lock``: lock the screen; ``log``: nothing more),
-writes what happened into the event's trace and leaves a notice for the user. To the
-control channel (CLI and local page) it offers :meth:`punch`, :meth:`register` and
-:meth:`status`. Punch decisions are :func:`agent.punch.decide`; accepted punches are
-emitted as DutyEvent/TaskEvent, refused ones are logged and kept in the recent list.
+(:class:`agent.ports.Emitter`: ``settings`` and ``emit``): an incident start passes through
+:meth:`emit`, which carries out the current ``incident_action`` (``lock``: lock the screen;
+``log``: nothing more), writes what happened into the event's trace and leaves a notice for
+the user. To the control channel (CLI and local page) it offers :meth:`punch`,
+:meth:`register` and :meth:`status`. Punch decisions are :func:`agent.punch.decide`; accepted
+punches are emitted as DutyEvent/TaskEvent, refused ones are logged and kept in the recent list.
 
 The duty state (on duty, current task) is kept in ``duty.json`` of the data folder so a
 restarted agent still knows the user is on duty.
@@ -23,23 +23,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from agent.face.enroll import ImageResult, assess
 from agent.face.templates import Template, best_match
 from agent.i18n import reason_text, text
 from agent.lock import LockResult, lock_screen, notify_desktop
+from agent.ports import Payload, Session
 from agent.punch import DutyState, PunchDecision, PunchRequest, decide, may_register
 from agent.watch import RecordingEvidenceStore, WatchedPipeline
 from realtime.protocol import AgentSettings, IncidentPayload
 
 log = logging.getLogger(__name__)
-
-
-class Session(Protocol):
-    settings: AgentSettings
-
-    def emit(self, payload: Any, ts: datetime | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -117,11 +112,7 @@ class Desk:
     def settings(self) -> AgentSettings:
         return self.session.settings
 
-    @settings.setter
-    def settings(self, value: AgentSettings) -> None:
-        self.session.settings = value
-
-    def emit(self, payload: Any, ts: datetime | None = None) -> Any:
+    def emit(self, payload: Payload, ts: datetime | None = None) -> object:
         if isinstance(payload, IncidentPayload) and payload.phase == "start":
             payload = self._incident_action(payload)
         return self.session.emit(payload, ts=ts)
@@ -151,15 +142,9 @@ class Desk:
 
     def offered_tasks(self) -> tuple[str, ...] | None:
         """The tasks the server offers this user: ``session.tasks`` (the welcome's list, replaced by
-        each ``tasks`` frame), else ``session.welcome.tasks``. When the server offers none (says
-        nothing, or its tenant has no tasks), the stand-in list of TELEWORK_AGENT_TASKS; None: any
-        task name is accepted."""
-        offered = getattr(self.session, "tasks", None)
-        if offered is None:
-            offered = getattr(getattr(self.session, "welcome", None), "tasks", None)
-        if offered:
-            return tuple(offered)
-        return self.stand_in_tasks
+        each ``tasks`` frame). When the server offers none (says nothing, or its tenant has no
+        tasks), the stand-in list of TELEWORK_AGENT_TASKS; None: any task name is accepted."""
+        return self.session.tasks or self.stand_in_tasks
 
     async def punch(self, request: PunchRequest) -> PunchDecision:
         """Decide on ``request`` from a fresh check of the latest frame; emit an accepted punch's events."""

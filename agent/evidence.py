@@ -117,7 +117,7 @@ def to_prune(files: list[tuple[float, str]], keep: int, protect: set[str]) -> li
     return [name for _, name in ordered[keep:] if name not in protect]
 
 
-class EvidenceStore:
+class LocalEvidence:
     """Evidence images in a local folder, each named by its sha256.
 
     ``keep`` bounds the folder to that many newest images (the server's copy comes from

@@ -24,8 +24,8 @@ section{background:#fff;border-radius:6px;padding:.8rem 1rem;box-shadow:0 1px 2p
 h2{font-size:1rem;margin:.2rem 0 .6rem}
 #preview{width:100%;background:#000;min-height:240px;display:block}
 .big{font-size:1.3rem;font-weight:600}
+/* every state but present and away is an alert */[data-state]{color:#c62828}[data-state=none]{color:inherit}
 [data-state=present]{color:#1a7f37}[data-state=away]{color:#777}
-[data-state=peeking],[data-state=impersonation],[data-state=camera_blocked],[data-state=camera_unavailable]{color:#c62828}
 button{font-size:1rem;padding:.45rem .9rem;margin:.2rem .3rem .2rem 0;cursor:pointer}
 #message{min-height:1.4rem;margin-top:.5rem;font-weight:600}
 #message.refused{color:#c62828}#message.accepted{color:#1a7f37}

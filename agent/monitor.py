@@ -23,27 +23,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from agent.capture.sources import Frame, FrameSource
 from agent.detect.pipeline import FrameResult, Pipeline
 from agent.detect.state_machine import incident_phases
-from agent.evidence import EvidenceStore
+from agent.evidence import LocalEvidence
 from agent.face.engine import Image
+from agent.ports import Emitter
 from realtime.protocol import AgentSettings, IncidentPayload, StatePayload
 
 log = logging.getLogger(__name__)
 
 EPSILON = 1e-6
 SETTINGS_POLL_S = 0.1  # a long wait for the next frame re-reads the settings this often
-
-
-class Emitter(Protocol):
-    """What the monitor needs from the session (AgentSession has it)."""
-
-    settings: AgentSettings
-
-    def emit(self, payload: Any, ts: datetime | None = None) -> Any: ...
 
 
 @dataclass
@@ -68,7 +61,7 @@ class Monitor:
         emitter: Emitter,
         source: FrameSource,
         pipeline: Pipeline,
-        evidence: EvidenceStore | None = None,
+        evidence: LocalEvidence | None = None,
         realtime: bool = True,
         reopen: Callable[[], FrameSource] | None = None,
         started_at: datetime | None = None,
@@ -102,7 +95,7 @@ class Monitor:
                     break
                 frame, t_missing = await asyncio.to_thread(self._read)
                 if frame is None:
-                    if getattr(self.source, "ended", False):
+                    if self.source.ended:
                         if self.reopen is None:
                             break
                         self._restart()
@@ -128,13 +121,13 @@ class Monitor:
 
     def _read(self) -> tuple[Frame | None, float]:
         """The next frame, and (for a missing one) the time it was due on the source's clock."""
-        before = getattr(self.source, "t", None)
+        before = self.source.t
         frame = self.source.read()
         self.stats.frames_read += frame is not None
         if frame is not None:
             return frame, frame.t + self._offset
-        if isinstance(before, (int, float)):
-            return None, float(before) + self._offset
+        if before is not None:
+            return None, before + self._offset
         if self._last_t is None:
             return None, time.monotonic() - self._wall_start
         return None, max(self._last_t, self._next_due)

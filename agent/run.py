@@ -6,22 +6,27 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from agent.client import SessionOptions
+from agent.client import AgentSession, SessionOptions
 from agent.config import AgentConfig, MonitorConfig, load_agent_config, load_monitor_config
 from core.config import ConfigError
+from core.process import async_stop_on_signals
 
 if TYPE_CHECKING:
     from agent.capture.sources import FrameSource
+    from agent.control import ControlServer
+    from agent.desk import Desk
     from agent.evidence import EvidenceRecord
     from agent.face.engine import FaceEngine
     from agent.face.templates import Template
+    from agent.monitor import Monitor, MonitorStats
     from agent.source_spec import SourceSpec
-    from agent.watch import WatchedPipeline
+    from agent.spool import Spool
+    from agent.watch import RecordingEvidenceStore, WatchedPipeline
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,7 @@ REFUSED = 2  # exit code when the gateway refused every session (bad token, vers
 
 
 LOCAL_EVIDENCE_KEEP = 100  # images kept for the local page; the spool holds what goes to the server
+DELIVER_TIMEOUT_S = 10.0  # after a file source ends: how long to wait for the gateway to ack its events
 
 
 def options_of(config: AgentConfig) -> SessionOptions:
@@ -73,36 +79,74 @@ def run_agent(
 
 
 async def _main(config: AgentConfig, tokens: dict[str, str], simulate: bool) -> int:
-    from agent.client import AgentSession
     from agent.simulate import run_simulation
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    options = options_of(config)
-    if simulate:
-        sessions = await run_simulation(config.gateway_url, tokens, config.agent_events_per_s, stop, options)
-    else:
-        log.warning(
-            "no --source given: holding the session with heartbeats only; use --source "
-            "webcam[:INDEX] | video:PATH | folder:PATH | scene:demo, or --simulate for scripted events"
-        )
-        sessions = [AgentSession(config.gateway_url, t, options, name=n) for n, t in tokens.items()]
-        runners = [asyncio.create_task(s.run()) for s in sessions]
-        waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait([waiter, *runners], return_when=asyncio.FIRST_COMPLETED)
-        for s in sessions:
-            s.stop()
-        waiter.cancel()
-        await asyncio.gather(*runners, return_exceptions=True)
-    if sessions and all(s.fatal is not None for s in sessions):
-        raise ConfigError("TELEWORK_AGENT_TOKEN", f"the gateway refused the session: {sessions[0].fatal}")
+    with async_stop_on_signals(asyncio.Event()) as stop:
+        if simulate:
+            options = options_of(config)
+            sessions = await run_simulation(
+                config.gateway_url, tokens, config.agent_events_per_s, stop, options
+            )
+        else:
+            sessions = await hold_sessions(config, tokens, stop)
+    fatal = refused([s.fatal for s in sessions])
+    if fatal is not None:
+        raise ConfigError("TELEWORK_AGENT_TOKEN", f"the gateway refused the session: {fatal}")
     return 0
 
 
-# ------------------------------------------------------------------ real pipeline (issue 3)
+async def hold_sessions(
+    config: AgentConfig, tokens: dict[str, str], stop: asyncio.Event
+) -> list[AgentSession]:
+    """No --source: one session per token with heartbeats only, until a stop or a session's end."""
+    log.warning(
+        "no --source given: holding the session with heartbeats only; use --source "
+        "webcam[:INDEX] | video:PATH | folder:PATH | scene:demo, or --simulate for scripted events"
+    )
+    options = options_of(config)
+    sessions = [AgentSession(config.gateway_url, t, options, name=n) for n, t in tokens.items()]
+    async with running(*sessions) as runners:
+        await wait_first(stop, *runners)
+    return sessions
+
+
+def refused(fatals: Sequence[str | None]) -> str | None:
+    """Pure: the first session's refusal when the gateway refused every session, else None."""
+    if fatals and all(f is not None for f in fatals):
+        return fatals[0]
+    return None
+
+
+@contextlib.asynccontextmanager
+async def running(*sessions: AgentSession) -> AsyncIterator[list[asyncio.Task[None]]]:
+    """The sessions' connect loops as tasks; on the way out all are stopped together, then awaited."""
+    runners = [asyncio.create_task(s.run(), name=f"session-{s.name}") for s in sessions]
+    try:
+        yield runners
+    finally:
+        for session in sessions:
+            session.stop()
+        await asyncio.gather(*runners, return_exceptions=True)
+
+
+async def wait_first(stop: asyncio.Event, *tasks: asyncio.Task[Any]) -> None:
+    """Until ``stop`` is set or one of ``tasks`` ends (the tasks keep running)."""
+    waiter = asyncio.create_task(stop.wait(), name="stop-waiter")
+    try:
+        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+
+
+async def wait_at_most(timeout_s: float, awaitable: Awaitable[object]) -> None:
+    """Await ``awaitable`` for at most ``timeout_s``; running out of time is not an error here."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await awaitable
+
+
+# ------------------------------------------------------------------ real pipeline
 
 
 def demo_template(engine: FaceEngine) -> Template:
@@ -228,33 +272,80 @@ def desk_language(config: MonitorConfig, environ: Mapping[str, str] | None = Non
     return language_of(env.get("LC_ALL") or env.get("LC_MESSAGES") or env.get("LANG"))
 
 
+@dataclass(frozen=True)
+class MonitorParts:
+    """The pieces of a running agent, wired together."""
+
+    session: AgentSession  # events and evidence to the gateway, through the on-disk spool
+    desk: Desk  # punches, registration, incident actions: what the local page drives
+    monitor: Monitor  # frames -> pipeline -> desk
+    evidence_dir: Path
+
+
 async def _monitor_main(
     config: MonitorConfig, pipeline: WatchedPipeline, spec: SourceSpec, fast: bool
 ) -> int:
-    from agent.client import AgentSession
+    """The steps of ``telework agent --source``; the stop runs in reverse: session, local page, spool."""
+    from agent.spool import open_spool
+
+    with async_stop_on_signals(asyncio.Event()) as stop:
+        async with contextlib.AsyncExitStack() as stack:
+            # Every event and evidence image stays in the on-disk spool until the server has it:
+            # nothing is lost across a disconnect, a gateway restart, an agent crash or a reboot.
+            spool = stack.enter_context(contextlib.closing(open_spool(config)))
+            parts = wire_monitor(config, pipeline, spec, spool, fast)
+            control = await stack.enter_async_context(local_page(config, parts.desk))
+            log_monitoring(config, pipeline, parts, control)
+            (runner,) = await stack.enter_async_context(running(parts.session))
+            # Start with the server's settings when the gateway answers soon; run offline otherwise.
+            await wait_at_most(config.agent_open_timeout_s, parts.session.connected.wait())
+            watcher = await watch(parts.monitor, parts.session, runner, stop)
+    return outcome(None if watcher.cancelled() else watcher.exception(), parts.session.fatal)
+
+
+def wire_monitor(
+    config: MonitorConfig, pipeline: WatchedPipeline, spec: SourceSpec, spool: Spool, fast: bool
+) -> MonitorParts:
+    """The session over ``spool``, the frame source, the evidence store, the desk and the monitor."""
+    from agent.cameras import Camera
     from agent.config import agent_data_dir
-    from agent.control import ControlServer
     from agent.desk import Desk
     from agent.monitor import Monitor
-    from agent.watch import RecordingEvidenceStore
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    from agent.spool import open_spool, purpose_of
-
-    # The real agent keeps every event and evidence image in its on-disk spool until the server
-    # has it: nothing is lost across a disconnect, a gateway restart, an agent crash or a reboot.
-    spool = open_spool(config)
     session = AgentSession(
         config.gateway_url, config.agent_token or "", options_of(config), name="agent", spool=spool
     )
     source, reopen, camera = open_monitor_source(config, spec, pipeline.settings.analysis_fps)
-    switch = getattr(source, "switch", None)  # a webcam: the page can choose another one
+    switch = source.switch if isinstance(source, Camera) else None  # a webcam: the page can choose another
     data_dir = agent_data_dir(config)
-    folder = config.agent_evidence_dir or data_dir / "evidence"
+    evidence = evidence_store(config.agent_evidence_dir or data_dir / "evidence", session)
+    desk = Desk(
+        session,
+        pipeline,
+        evidence,
+        tasks=task_names(config.agent_tasks),
+        template_path=config.agent_template,
+        duty_path=data_dir / "duty.json",
+        camera=camera,
+        switch_camera=switch,
+        max_age_s=config.agent_punch_max_age_s,
+        language=desk_language(config),
+    )
+    monitor = Monitor(desk, source, pipeline, evidence, realtime=not fast, reopen=reopen)
+    return MonitorParts(session, desk, monitor, evidence.folder)
+
+
+def task_names(agent_tasks: str) -> list[str] | None:
+    """Pure: TELEWORK_AGENT_TASKS (comma-separated) as names; None when it names none."""
+    return [t.strip() for t in agent_tasks.split(",") if t.strip()] or None
+
+
+def evidence_store(folder: Path, session: AgentSession) -> RecordingEvidenceStore:
+    """The local evidence folder (the page shows the newest images); each record's images are
+    also queued in the session's spool for upload."""
+    from agent.spool import purpose_of
+    from agent.watch import RecordingEvidenceStore
+
     evidence = RecordingEvidenceStore(folder, keep=LOCAL_EVIDENCE_KEEP)
 
     def upload(record: EvidenceRecord) -> None:
@@ -264,54 +355,66 @@ async def _monitor_main(
             )
 
     evidence.forward = upload
-    tasks = [t.strip() for t in config.agent_tasks.split(",") if t.strip()]
-    desk = Desk(
-        session,
-        pipeline,
-        evidence,
-        tasks=tasks or None,
-        template_path=config.agent_template,
-        duty_path=data_dir / "duty.json",
-        camera=camera,
-        switch_camera=switch,
-        max_age_s=config.agent_punch_max_age_s,
-        language=desk_language(config),
-    )
-    monitor = Monitor(desk, source, pipeline, evidence, realtime=not fast, reopen=reopen)
-    control = ControlServer(desk, loop, config.agent_page_port, data_dir) if config.agent_page else None
+    return evidence
+
+
+@contextlib.asynccontextmanager
+async def local_page(config: MonitorConfig, desk: Desk) -> AsyncIterator[ControlServer | None]:
+    """The local page and control channel on 127.0.0.1 (None when turned off); closed on the way out."""
+    if not config.agent_page:
+        yield None
+        return
+    from agent.config import agent_data_dir
+    from agent.control import ControlServer
+
+    control = ControlServer(desk, asyncio.get_running_loop(), config.agent_page_port, agent_data_dir(config))
+    try:
+        yield control
+    finally:
+        await asyncio.to_thread(control.close)
+
+
+def log_monitoring(
+    config: MonitorConfig, pipeline: WatchedPipeline, parts: MonitorParts, control: ControlServer | None
+) -> None:
     log.info(
         "agent monitoring",
         extra={
             "source": config.agent_source,
             "engine": pipeline.engine.name,
-            "evidence_dir": str(folder),
+            "evidence_dir": str(parts.evidence_dir),
             "page": control.url if control is not None else None,
         },
     )
-    runner = asyncio.create_task(session.run())
-    # Start with the server's settings when the gateway answers soon; run offline otherwise.
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(config.agent_open_timeout_s):
-            await session.connected.wait()
-    watcher = asyncio.create_task(monitor.run(stop))
-    waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait([watcher, runner, waiter], return_when=asyncio.FIRST_COMPLETED)
-    if watcher.done() and not stop.is_set() and session.fatal is None:
-        # The source ended (a file): deliver what was emitted, then stop.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10.0):
-                await session.wait_acked()
-    stop.set()
-    session.stop()
-    waiter.cancel()
-    await asyncio.gather(watcher, runner, waiter, return_exceptions=True)
-    if control is not None:
-        await asyncio.to_thread(control.close)
-    spool.close()
-    if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
-        raise watcher.exception()  # type: ignore[misc]
-    if session.fatal is not None:
-        raise ConfigError("TELEWORK_AGENT_TOKEN", f"the gateway refused the session: {session.fatal}")
+
+
+async def watch(
+    monitor: Monitor, session: AgentSession, runner: asyncio.Task[None], stop: asyncio.Event
+) -> asyncio.Task[MonitorStats]:
+    """Run the monitor until a stop, the session's end (a refusal) or the source's end; after the
+    end of a source (a file) what it emitted is delivered first. Returns the finished monitor task."""
+    watcher = asyncio.create_task(monitor.run(stop), name="monitor")
+    try:
+        await wait_first(stop, watcher, runner)
+        if source_ended(watcher.done(), stop.is_set(), session.fatal):
+            await wait_at_most(DELIVER_TIMEOUT_S, session.wait_acked())
+    finally:
+        stop.set()
+        await asyncio.wait([watcher])
+    return watcher
+
+
+def source_ended(monitor_done: bool, stopped: bool, fatal: str | None) -> bool:
+    """Pure: the monitor ended by itself (its source ran out), not by a stop or a refused session."""
+    return monitor_done and not stopped and fatal is None
+
+
+def outcome(monitor_error: BaseException | None, fatal: str | None) -> int:
+    """Pure: 0, or the monitor's failure raised, or the gateway's refusal as a ConfigError."""
+    if monitor_error is not None:
+        raise monitor_error
+    if fatal is not None:
+        raise ConfigError("TELEWORK_AGENT_TOKEN", f"the gateway refused the session: {fatal}")
     return 0
 
 
@@ -347,7 +450,7 @@ def run_enroll(
     return len(result.accepted), rejected
 
 
-# ------------------------------------------------------------ control channel commands (issue 4)
+# ------------------------------------------------------------ control channel commands
 
 
 def control_folder(data_dir: Path | None) -> Path:

@@ -16,7 +16,8 @@ import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from agent.client import AgentSession, Payload, SessionOptions
+from agent.client import AgentSession, SessionOptions
+from agent.ports import Payload
 from core.errors import OperatorError
 from realtime.protocol import DutyPayload, IncidentPayload, StatePayload, TaskPayload
 

@@ -22,7 +22,7 @@ import numpy as np
 from agent.detect.classify import Observation
 from agent.detect.pipeline import FrameResult, Matcher, Pipeline
 from agent.detect.tracker import visible
-from agent.evidence import EvidenceRecord, EvidenceStore, encode_jpeg
+from agent.evidence import EvidenceRecord, LocalEvidence, encode_jpeg
 from agent.face.engine import Box, FaceEngine, FaceEngineError, Image
 from agent.punch import Verification, verification_of
 from realtime.protocol import AgentSettings
@@ -179,8 +179,8 @@ def render_preview(snapshot: Snapshot, threshold: float) -> bytes | None:
     return data
 
 
-class RecordingEvidenceStore(EvidenceStore):
-    """An EvidenceStore that remembers its last record (shown on the local page) and hands each
+class RecordingEvidenceStore(LocalEvidence):
+    """Local evidence that remembers its last record (shown on the local page) and hands each
     record to ``forward`` (the session's spool, which uploads the images to the server)."""
 
     last: EvidenceRecord | None = None

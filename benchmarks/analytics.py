@@ -38,8 +38,8 @@ from sqlalchemy import func, insert, select
 from core.settings import sqlite_url
 from storage.accounts import create_tenant
 from storage.db import create_database, drop_database, make_engine, upgrade
+from workers.analytics_store import DAILY, INCIDENTS, INTERVALS, SCHEDULES, USERS, rebuild_rollups
 from workers.reports import month_range, monthly_attendance, task_time
-from workers.rollup_store import DAILY, INCIDENTS, INTERVALS, SCHEDULES, USERS, rebuild_rollups
 
 log = logging.getLogger("benchmarks.analytics")
 TOKYO = ZoneInfo("Asia/Tokyo")

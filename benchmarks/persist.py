@@ -1,9 +1,10 @@
-"""Persistence throughput of ONE worker process: a pre-filled Redis stream -> PersistWorker -> database.
+"""Persistence throughput of ONE worker process: a pre-filled Redis stream -> persistence worker -> database.
 
 Fills a tenant's event stream with N real StreamEvent entries (a mix of state,
 duty, task and incident events from 100 agents, encoded with protocol.encode,
-XADDed as the gateway does), then runs one PersistWorker (workers/consumer.py)
-in this process until every event is stored, and reports events per second.
+XADDed as the gateway does), then runs one persistence worker (the stream
+consumer of workers/consumer.py with the handler of workers/persist.py) in this
+process until every event is stored, and reports events per second.
 
     python benchmarks/persist.py --db postgresql --events 200000 \
         --database-url postgresql+psycopg://root@127.0.0.1:5432/test --redis-url redis://127.0.0.1:6379/6
@@ -26,7 +27,6 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,7 +51,8 @@ from realtime.protocol import (
     new_event_id,
 )
 from storage.db import create_database, drop_database, make_engine, upgrade
-from workers.consumer import PersistWorker
+from workers.consumer import StreamConsumer
+from workers.persist import PersistHandler, persist_consumer
 
 log = logging.getLogger("benchmarks.persist")
 AGENTS = 100
@@ -109,22 +110,23 @@ async def fill(client: aioredis.Redis, tenant: str, n: int) -> float:
     return time.perf_counter() - t0
 
 
-async def consume(worker: PersistWorker, n: int, timeout_s: float) -> float:
+async def consume(worker: StreamConsumer[PersistHandler], n: int, timeout_s: float) -> float:
     """Run the worker until it has stored n events; returns seconds from start to the last commit."""
     stop = asyncio.Event()
     t0 = time.perf_counter()
     task = asyncio.create_task(worker.run(stop))
     deadline = t0 + timeout_s
     next_log = t0 + 5
-    while worker.stats.inserted + worker.stats.duplicates < n:
+    stored = worker.handler.stats
+    while stored.inserted + stored.duplicates < n:
         if task.done():
             task.result()
-            raise RuntimeError(f"worker stopped after storing {worker.stats.inserted} of {n} events")
+            raise RuntimeError(f"worker stopped after storing {stored.inserted} of {n} events")
         now = time.perf_counter()
         if now > deadline:
-            raise TimeoutError(f"only {worker.stats.inserted} of {n} events stored in {timeout_s} s")
+            raise TimeoutError(f"only {stored.inserted} of {n} events stored in {timeout_s} s")
         if now > next_log:
-            log.info("stored %d / %d", worker.stats.inserted, n)
+            log.info("stored %d / %d", stored.inserted, n)
             next_log = now + 5
         await asyncio.sleep(0.005)
     elapsed = time.perf_counter() - t0
@@ -163,7 +165,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 "tenant_refresh_s": 0.05,
             }
         )
-        worker = PersistWorker(settings, engine, client)
+        worker = persist_consumer(settings, engine, client)
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()
@@ -186,7 +188,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "batches": worker.stats.batches,
             "dead_lettered": worker.stats.dead_lettered,
             "target_per_s": 20_000 if args.db == "postgresql" else 5_000,
-            **{f"worker_{k}": v for k, v in asdict(worker.stats).items() if k in ("duplicates", "claimed")},
+            "worker_duplicates": worker.handler.stats.duplicates,
+            "worker_claimed": worker.stats.claimed,
         }
     finally:
         await client.delete(keys.events_stream(tenant), keys.dead_letter_stream(tenant))

@@ -15,7 +15,9 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
+from core.config import ConfigError
 from core.errors import USAGE_ERROR, OperatorError
 from core.settings import REDIS_URL_FILE, ServerSettings
 
@@ -41,9 +43,10 @@ def redis_url(settings: ServerSettings, needed_by: str, *, published: bool = Tru
             if url:
                 return url
     where = f" and no `telework up` is running with data folder {settings.data_dir}" if published else ""
-    raise OperatorError(
-        f"TELEWORK_REDIS_URL: not set{where}; {needed_by} needs the Redis the gateway writes to "
-        "(e.g. redis://127.0.0.1:6379/0); `telework up` starts an embedded one"
+    raise ConfigError(
+        "TELEWORK_REDIS_URL",
+        f"not set{where}; {needed_by} needs the Redis the gateway writes to "
+        "(e.g. redis://127.0.0.1:6379/0); `telework up` starts an embedded Redis and passes it on",
     )
 
 
@@ -54,7 +57,8 @@ def stop_on_signals(stop: Callable[[], object]) -> Iterator[None]:
     For synchronous programs. Off the main thread signals cannot be caught: ``stop`` is then
     never called and the caller stops the program another way.
     """
-    previous: dict[int, object] = {}
+    previous: dict[signal.Signals, signal.Handlers | Callable[[int, FrameType | None], object] | int | None]
+    previous = {}
     try:
         for sig in STOP_SIGNALS:
             with contextlib.suppress(ValueError):  # not the main thread
@@ -62,14 +66,14 @@ def stop_on_signals(stop: Callable[[], object]) -> Iterator[None]:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 @contextlib.contextmanager
 def async_stop_on_signals(stop: asyncio.Event) -> Iterator[asyncio.Event]:
     """Inside the block, SIGINT and SIGTERM set ``stop`` on the running loop (woken at once)."""
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
     try:
         for sig in STOP_SIGNALS:
             # Not available off the main thread or on Windows; the caller then stops us another way.

@@ -8,9 +8,7 @@ event loop (``doc.add_next_tick_callback``), coalesced to one render per tick.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import threading
 import zoneinfo
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
 
 from core.config import ConfigError
+from core.process import async_stop_on_signals
 from core.settings import ServerSettings
 from dashboard import view
 from dashboard.feed import LiveFeed, LiveTable
@@ -183,12 +182,8 @@ def serve(settings: ServerSettings) -> None:
     require_redis_url(settings)
 
     async def main() -> None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stopping.set)
-        await _run(settings, stopping)
+        with async_stop_on_signals(asyncio.Event()) as stopping:
+            await _run(settings, stopping)
 
     asyncio.run(main())
 

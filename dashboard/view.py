@@ -11,27 +11,16 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, tzinfo
 from html import escape
+from typing import Literal
 
-from realtime.protocol import LiveState
+from realtime.protocol import STATES_BY_URGENCY, LiveState, PresenceState
 
-# Display statuses, most urgent first; "offline" wins over the last known state.
-STATUSES: tuple[str, ...] = (
-    "impersonation",
-    "peeking",
-    "camera_blocked",
-    "camera_unavailable",
-    "away",
-    "present",
-    "unknown",
-    "offline",
-)
-LABELS: dict[str, str] = {
-    "impersonation": "Impersonation",
-    "peeking": "Peeking",
-    "camera_blocked": "Camera blocked",
-    "camera_unavailable": "Camera unavailable",
-    "away": "Away",
-    "present": "Present",
+# Display statuses: the presence states most urgent first, then an agent online without a state
+# yet and an offline one ("offline" wins over the last known state).
+Status = PresenceState | Literal["unknown", "offline"]
+STATUSES: tuple[Status, ...] = (*STATES_BY_URGENCY, "unknown", "offline")
+LABELS: dict[Status, str] = {
+    **{state: state.replace("_", " ").capitalize() for state in STATES_BY_URGENCY},  # "Camera blocked"
     "unknown": "No state yet",
     "offline": "Offline",
 }
@@ -70,7 +59,7 @@ tr.offline .badge { background: #e4e7eb; color: #7b8794; }
 .empty { padding: 24px; text-align: center; color: #7b8794; }
 """
 
-COLORS: dict[str, str] = {
+COLORS: dict[Status, str] = {
     "impersonation": "#b42318",
     "peeking": "#d9480f",
     "camera_blocked": "#9c36b5",
@@ -82,14 +71,14 @@ COLORS: dict[str, str] = {
 }
 
 
-def status_of(state: LiveState) -> str:
+def status_of(state: LiveState) -> Status:
     """The display status of an agent: ``offline``, its presence state, or ``unknown``."""
     if not state.online:
         return "offline"
     return state.state or "unknown"
 
 
-def counts(table: Mapping[str, LiveState]) -> dict[str, int]:
+def counts(table: Mapping[str, LiveState]) -> dict[Status, int]:
     """Number of agents per display status, every status present (zeros included)."""
     found = Counter(status_of(s) for s in table.values())
     return {status: found.get(status, 0) for status in STATUSES}
@@ -133,7 +122,7 @@ def render_status(agents: int, connected: bool, tenant: str, now: datetime, tz: 
 
 def _row(state: LiveState, tz: tzinfo | None, now: datetime) -> str:
     status = status_of(state)
-    shown = state.state or "unknown"
+    shown: Status = state.state or "unknown"
     hint = "" if state.online else ' title="last known state"'
     cells = {
         "agent": escape(state.agent_id),

@@ -10,13 +10,15 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import redis.asyncio as aioredis
 import uvicorn
 from redis.exceptions import RedisError
+from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -31,6 +33,7 @@ from realtime.gateway import Gateway, utcnow
 from realtime.reaper import Reaper
 from realtime.tenant_tasks import TaskOffers
 from storage.accounts import lookup_token
+from storage.agent_settings_store import load_layers
 from storage.db import check_schema, make_engine
 from storage.tasks import active_tasks
 
@@ -62,40 +65,9 @@ def create_app(settings: ServerSettings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = make_engine(database_url)
-        redis = redis_client(redis_url)
-        listener: asyncio.Task[None] | None = None
-        writer: asyncio.Task[None] | None = None
-        reaping: asyncio.Task[None] | None = None
-        stop_reaper = asyncio.Event()
-        gateway: Gateway | None = None
-        try:
-            await asyncio.to_thread(check_schema, engine)
-            auth = Authenticator(partial(lookup_token, engine), settings.auth_cache_s)
-            offers = TaskOffers(partial(active_tasks, engine), TASKS_CACHE_S)
-            gateway = Gateway(settings, redis, auth, offers)
-            gateway.evidence = EvidenceUploads(settings, partial(default_sink, settings, engine))
+        async with running_gateway(settings, redis_url, database_url) as gateway:
             app.state.gateway = gateway
-            listener = asyncio.create_task(gateway.settings_listener.run(), name="settings-listener")
-            writer = asyncio.create_task(gateway.writer.run(), name="redis-writer")
-            reaper = Reaper(redis, STALE_FACTOR * settings.heartbeat_timeout_s, settings.heartbeat_timeout_s)
-            reaping = asyncio.create_task(reaper.run(stop_reaper, utcnow), name="live-reaper")
-            log.info("gateway started", extra={"redis": _safe_url(redis_url)})
             yield
-        finally:
-            if listener is not None:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
-            stop_reaper.set()
-            if reaping is not None:
-                await reaping
-            if gateway is not None and writer is not None:
-                gateway.writer.stop()
-                await writer
-            await redis.aclose()
-            engine.dispose()
-            log.info("gateway stopped")
 
     async def agent_endpoint(websocket: WebSocket) -> None:
         await websocket.app.state.gateway.run_session(websocket)
@@ -120,6 +92,63 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/readyz", readyz),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+@asynccontextmanager
+async def running_gateway(
+    settings: ServerSettings, redis_url: str, database_url: str
+) -> AsyncIterator[Gateway]:
+    """The gateway over its database and Redis, with its background tasks: each is a step on one
+    exit stack, so everything stops in the reverse order of its start."""
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(log.info, "gateway stopped")
+        engine = make_engine(database_url)
+        stack.callback(engine.dispose)
+        redis = redis_client(redis_url)
+        stack.push_async_callback(redis.aclose)
+        await asyncio.to_thread(check_schema, engine)
+        gateway = build_gateway(settings, engine, redis)
+        # Stopped last: the writer drains what the sessions queued before the gateway stops.
+        await stack.enter_async_context(background("redis-writer", gateway.writer.run(), gateway.writer.stop))
+        await stack.enter_async_context(reaping(settings, redis))
+        await stack.enter_async_context(background("settings-listener", gateway.settings_listener.run()))
+        log.info("gateway started", extra={"redis": _safe_url(redis_url)})
+        yield gateway
+
+
+def build_gateway(settings: ServerSettings, engine: Engine, redis: aioredis.Redis) -> Gateway:
+    """The session logic with its token lookup, task offers and evidence uploads over ``engine``."""
+    auth = Authenticator(partial(lookup_token, engine), settings.auth_cache_s)
+    offers = TaskOffers(partial(active_tasks, engine), TASKS_CACHE_S)
+    gateway = Gateway(settings, redis, auth, offers, partial(load_layers, engine))
+    gateway.evidence = EvidenceUploads(settings, partial(default_sink, settings, engine))
+    return gateway
+
+
+def reaping(settings: ServerSettings, redis: aioredis.Redis) -> contextlib.AbstractAsyncContextManager[None]:
+    """The reaper of live states no heartbeat refreshed, as a background task."""
+    stop = asyncio.Event()
+    reaper = Reaper(redis, STALE_FACTOR * settings.heartbeat_timeout_s, settings.heartbeat_timeout_s)
+    return background("live-reaper", reaper.run(stop, utcnow), stop.set)
+
+
+@asynccontextmanager
+async def background(
+    name: str, work: Coroutine[Any, Any, object], stop: Callable[[], object] | None = None
+) -> AsyncIterator[None]:
+    """``work`` as a task named ``name``; on the way out ``stop()`` asks it to end (without
+    ``stop`` it is cancelled), then it is awaited and a failure of it raised."""
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield
+    finally:
+        if stop is None:
+            task.cancel()
+        else:
+            stop()
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.result()
 
 
 def uvicorn_config(app: Starlette, settings: ServerSettings) -> uvicorn.Config:

@@ -5,7 +5,8 @@
 
 A session: the first frame must be a supported ``hello`` (else close 1002); its
 token is checked (bad or revoked: close 1008); the agent is marked online in the
-live state and gets a ``welcome`` with its tenant's settings and offered tasks
+live state and gets a ``welcome`` with its user's effective agent settings
+(:mod:`realtime.tenant_settings`: Redis cache, database on a miss; changes are pushed) and offered tasks
 (:mod:`realtime.tenant_tasks`; changes are pushed as ``tasks`` frames). Each ``events``
 frame's commands (an XADD per event with approximate MAXLEN, plus the live-state
 HSET and PUBLISH) join the next group-committed pipeline
@@ -49,6 +50,7 @@ from realtime.protocol import (
     is_evidence_frame,
     new_event_id,
 )
+from realtime.protocol.agent_settings import SettingsLayers, resolve
 from realtime.session import (
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_STORE_UNAVAILABLE,
@@ -58,7 +60,7 @@ from realtime.session import (
     handle_hello,
     highest_seq,
 )
-from realtime.tenant_settings import SettingsListener, load_settings
+from realtime.tenant_settings import Lookup, SettingsCache, SettingsListener, SettingsUnavailable
 from realtime.tenant_tasks import TaskOffers
 from storage.accounts import AgentIdentity
 
@@ -105,13 +107,16 @@ class Gateway:
         redis: aioredis.Redis,
         auth: Authenticator,
         offers: TaskOffers | None = None,
+        settings_lookup: Lookup | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis
         self.auth = auth
         self.offers = offers  # None: welcomes say nothing about tasks
         self.sessions: dict[str, set[Connection]] = {}
-        self.settings_listener = SettingsListener(redis, self.push_settings, self.push_tasks)
+        # tenant agent settings: Redis cache, the database on a miss (None: defaults on a miss)
+        self.agent_settings = SettingsCache(redis, settings_lookup)
+        self.settings_listener = SettingsListener(redis, self.push_layers, self.push_tasks)
         self.subscribed = self.settings_listener.subscribed  # set while the subscription is live
         self.writer = WriteBatcher(redis)
         self.evidence = EvidenceUploads(settings)  # binary evidence chunks (realtime/evidence_upload.py)
@@ -160,10 +165,10 @@ class Gateway:
             state = await live.mark_online(
                 self.redis, identity.tenant, identity.agent_id, identity.user, utcnow()
             )
-            agent_settings = await load_settings(self.redis, identity.tenant)
+            agent_settings = await self.agent_settings.for_user(identity.tenant, identity.user_id)
             # no await between this and _add(): a change announced after the read reaches the session
             tasks = None if self.offers is None else await self.offers.get(identity.tenant)
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, SettingsUnavailable) as exc:
             log.error(
                 "redis unavailable at session start", extra={"session_id": session_id, "error": str(exc)}
             )
@@ -295,6 +300,28 @@ class Gateway:
         )
         failed = sum(1 for r in results if isinstance(r, BaseException))
         extra = {"tenant": tenant, "frame": frame.type, "sessions": len(conns), "failed": failed}
+        log.info("frame pushed to sessions", extra=extra)
+        return len(conns) - failed
+
+    async def push_layers(self, tenant: str, layers: SettingsLayers | None) -> int:
+        """A tenant's settings changed: send each open session its user's effective settings.
+
+        ``layers`` None (an unreadable announcement): read them through the cache (database on a miss).
+        """
+        if layers is None:
+            try:
+                layers = await self.agent_settings.layers(tenant)
+            except (RedisError, OSError, SettingsUnavailable) as exc:
+                log.error("settings change not pushed", extra={"tenant": tenant, "error": str(exc)})
+                return 0
+        conns = list(self.sessions.get(tenant, ()))
+        frames = [SettingsPush(settings=resolve(layers, c.identity.user_id).settings) for c in conns]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(c.send(f), PUSH_TIMEOUT_S) for c, f in zip(conns, frames, strict=True)),
+            return_exceptions=True,
+        )
+        failed = sum(1 for r in results if isinstance(r, BaseException))
+        extra = {"tenant": tenant, "frame": "settings", "sessions": len(conns), "failed": failed}
         log.info("frame pushed to sessions", extra=extra)
         return len(conns) - failed
 

@@ -45,12 +45,16 @@ SETTINGS_CHANNEL_PATTERN = "tw:*:settings"  # matches every tenant's settings_ch
 
 
 def settings_key(tenant: str) -> str:
-    """String holding the AgentSettings JSON of one tenant (absent: defaults)."""
-    return f"tw:{{{tenant}}}:settings"
+    """Cache of a tenant's SettingsLayers JSON (its agent settings overrides; the database holds them).
+
+    Releases before settings lived in the database kept the tenant's AgentSettings JSON under
+    ``tw:{tenant}:settings``; that key is no longer read.
+    """
+    return f"tw:{{{tenant}}}:settings-cache"
 
 
 def settings_channel(tenant: str) -> str:
-    """Pub/sub channel on which a tenant's new AgentSettings JSON is published."""
+    """Pub/sub channel on which a tenant's changed SettingsLayers JSON is announced."""
     return f"tw:{{{tenant}}}:settings"
 
 

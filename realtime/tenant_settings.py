@@ -1,12 +1,15 @@
-"""The AgentSettings of each tenant, stored in Redis and pushed to live sessions.
+"""Each tenant's agent settings on their way to live sessions: Redis cache and push, database truth.
 
-``tw:{tenant}:settings`` holds the :class:`~realtime.protocol.AgentSettings`
-JSON of a tenant (absent: the defaults). :func:`publish_settings` stores a new
-value and publishes it on the channel of the same name; every gateway process
-listens on :data:`realtime.keys.SETTINGS_CHANNEL_PATTERN` and pushes a
-``settings`` frame to the tenant's open sessions. Given ``push_tasks``, the same
-listener also follows :data:`realtime.keys.TASKS_CHANNEL_PATTERN` (task list changes,
-:mod:`realtime.tenant_tasks`) and hands each ``tasks`` frame on.
+The overrides live in the database (:mod:`storage.agent_settings_store`); a tenant's
+:class:`~realtime.protocol.agent_settings.SettingsLayers` (every override and who is in which group) is
+cached in Redis under :func:`realtime.keys.settings_key` and announced on
+:func:`realtime.keys.settings_channel` by :func:`publish_layers` after each change.
+:class:`SettingsCache` answers the gateway: a cache miss (Redis flushed, expired or unreadable)
+reads the database and fills the cache again. Every gateway's :class:`SettingsListener`
+pattern-subscribes to the channels and hands each announced tenant's layers to the gateway,
+which sends every open session of that tenant the effective settings of its user
+(:func:`realtime.protocol.agent_settings.resolve`). Given ``push_tasks``, the same listener follows
+:data:`realtime.keys.TASKS_CHANNEL_PATTERN` (task list changes, :mod:`realtime.tenant_tasks`).
 """
 
 from __future__ import annotations
@@ -19,52 +22,107 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from realtime import keys
-from realtime.protocol import AgentSettings, ProtocolError, SettingsPush, TasksPush, encode, parse_record
+from realtime.protocol import AgentSettings, ProtocolError, TasksPush, encode, parse_record
+from realtime.protocol.agent_settings import SettingsLayers, resolve, tenant_layers
 from realtime.tenant_tasks import decode_tasks
 
 log = logging.getLogger(__name__)
 
+CACHE_TTL_S = 3600  # a cached tenant is read from the database again at least this often (memberships)
 
-def decode_settings(tenant: str, raw: str | bytes | None) -> AgentSettings:
-    """Pure: stored or published JSON -> AgentSettings; absent or unreadable -> defaults (logged)."""
+Lookup = Callable[[str], SettingsLayers]  # tenant -> its layers from the database (blocking)
+
+
+class SettingsUnavailable(RuntimeError):
+    """Neither the cache nor the database could say what a tenant's settings are."""
+
+
+def decode_layers(tenant: str, raw: str | bytes | None) -> SettingsLayers | None:
+    """Pure: cached or announced JSON -> SettingsLayers; None when absent or unreadable (logged)."""
     if raw is None:
-        return AgentSettings()
+        return None
     try:
-        settings: AgentSettings = parse_record(raw, AgentSettings)
+        layers: SettingsLayers = parse_record(raw, SettingsLayers)
     except ProtocolError as err:
         log.error(
-            "unreadable tenant settings; using the defaults",
+            "unreadable tenant settings in redis; reading the database",
             extra={"tenant": tenant, "key": keys.settings_key(tenant), "error": err.message},
         )
-        return AgentSettings()
-    return settings
+        return None
+    return layers
+
+
+async def publish_layers(redis: aioredis.Redis, tenant: str, layers: SettingsLayers) -> int:
+    """Cache ``layers`` for ``tenant`` and announce them to every gateway; returns the listeners."""
+    data = encode(layers)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.set(keys.settings_key(tenant), data, ex=CACHE_TTL_S)
+        pipe.publish(keys.settings_channel(tenant), data)
+        _, receivers = await pipe.execute()
+    log.info("tenant settings published", extra={"tenant": tenant, "gateways": receivers})
+    return int(receivers)
+
+
+async def publish_settings(redis: aioredis.Redis, tenant: str, settings: AgentSettings) -> int:
+    """Cache and announce tenant-wide values only (the fields set in ``settings``), no database.
+
+    For tests and tools without a database; the database stays the truth, so a cache miss
+    brings its values back. Operators change settings through ``telework admin settings set``.
+    """
+    return await publish_layers(redis, tenant, tenant_layers(settings))
 
 
 async def load_settings(redis: aioredis.Redis, tenant: str) -> AgentSettings:
-    """The current AgentSettings of ``tenant``."""
-    return decode_settings(tenant, await redis.get(keys.settings_key(tenant)))
+    """The tenant-level settings the cache holds (defaults when it holds none)."""
+    layers = decode_layers(tenant, await redis.get(keys.settings_key(tenant)))
+    return resolve(layers or SettingsLayers(), None).settings
 
 
-async def publish_settings(redis: aioredis.Redis, tenant: str, settings: AgentSettings) -> None:
-    """Store ``settings`` for ``tenant`` and publish them to every gateway."""
-    data = encode(settings)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.set(keys.settings_key(tenant), data)
-        pipe.publish(keys.settings_channel(tenant), data)
-        await pipe.execute()
-    log.info("tenant settings published", extra={"tenant": tenant})
+class SettingsCache:
+    """Tenant -> layers: Redis first, the database (``lookup``, in a thread) on a miss."""
+
+    def __init__(self, redis: aioredis.Redis, lookup: Lookup | None) -> None:
+        self.redis = redis
+        self.lookup = lookup  # None: no database, a miss means the defaults
+        self.reads = 0  # database reads (cache misses)
+
+    async def layers(self, tenant: str) -> SettingsLayers:
+        """The tenant's layers; RedisError when Redis is down, SettingsUnavailable when the database is."""
+        raw = await self.redis.get(keys.settings_key(tenant))
+        cached = decode_layers(tenant, raw)
+        if cached is not None:
+            return cached
+        if self.lookup is None:
+            return SettingsLayers()
+        self.reads += 1
+        try:
+            layers = await asyncio.to_thread(self.lookup, tenant)
+        except (SQLAlchemyError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("cannot read the tenant's settings", extra={"tenant": tenant, "error": error})
+            raise SettingsUnavailable(f"settings of tenant {tenant} unavailable: {error}") from exc
+        # A miss is filled only if nothing newer arrived meanwhile; an unreadable value is replaced.
+        await self.redis.set(keys.settings_key(tenant), encode(layers), ex=CACHE_TTL_S, nx=raw is None)
+        log.info("tenant settings read from the database", extra={"tenant": tenant})
+        return layers
+
+    async def for_user(self, tenant: str, user_id: int | None) -> AgentSettings:
+        """The effective settings of ``user_id`` (None: the tenant's) in ``tenant``."""
+        return resolve(await self.layers(tenant), user_id).settings
 
 
 class SettingsListener:
     """Pattern-subscribes to every tenant's settings channel and hands each change to ``push``
-    (and, given ``push_tasks``, every tenant's tasks channel, each change to ``push_tasks``)."""
+    (None: the announcement was unreadable, the gateway reads the cache or database instead);
+    given ``push_tasks``, every tenant's tasks channel too, each change to ``push_tasks``."""
 
     def __init__(
         self,
         redis: aioredis.Redis,
-        push: Callable[[str, SettingsPush], Awaitable[int]],
+        push: Callable[[str, SettingsLayers | None], Awaitable[int]],
         push_tasks: Callable[[str, TasksPush], Awaitable[int]] | None = None,
     ) -> None:
         self.redis = redis
@@ -112,4 +170,4 @@ class SettingsListener:
             if frame is not None and self.push_tasks is not None:
                 await self.push_tasks(tenant, frame)
             return
-        await self.push(tenant, SettingsPush(settings=decode_settings(tenant, data)))
+        await self.push(tenant, decode_layers(tenant, data if isinstance(data, str | bytes) else str(data)))

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from core.errors import OperatorError
-from realtime.protocol import SLUG_RE
+from core.ids import SLUG_RE
 from storage.models import AgentDevice, Tenant, User, utcnow
 
 ROLES = ("admin", "manager", "worker")
@@ -29,6 +29,7 @@ class AgentIdentity:
     agent_id: str
     user: str | None
     revoked: bool
+    user_id: int | None = None  # the device's user (its agent settings inherit through them)
 
 
 def hash_token(token: str) -> str:
@@ -143,4 +144,5 @@ def lookup_token(engine: Engine, token: str) -> AgentIdentity | None:
         agent_id=device.id,
         user=user_name,
         revoked=device.revoked_at is not None,
+        user_id=device.user_id,
     )

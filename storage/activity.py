@@ -21,7 +21,6 @@ from storage.models import tz_column
 INTERVAL_KINDS = ("duty", "presence", "task")
 DUTY_ON = "on"  # the value of every duty interval (off-duty time has no interval)
 CLOSED_BY = ("event", "silence")
-INCIDENT_KINDS = ("peeking", "impersonation", "camera_blocked")
 REVIEW_STATUSES = ("unreviewed", "confirmed", "false_positive")
 
 
@@ -48,7 +47,7 @@ class EventRecord(SQLModel, table=True):
 class Interval(SQLModel, table=True):
     """A span of one agent's duty, presence state or task; rebuilt from the events, never edited.
 
-    ``kind``: duty (value ``on``) | presence (value: the state, present, away, peeking, ...)
+    ``kind``: duty (value ``on``) | presence (value: a ``realtime.protocol.PRESENCE_STATES`` state)
     | task (value: the task name). Presence and task intervals only exist inside duty
     intervals. ``ended_at`` None: open. ``closed_by``: ``event`` (an event ended it),
     ``silence`` (the agent went silent; ended at its last event), None while open.
@@ -90,7 +89,7 @@ class Incident(SQLModel, table=True):
     tenant_id: str = Field(max_length=63)  # no FK: like events, derived rows follow the stream
     agent_id: str = Field(max_length=63)
     user_id: int | None = Field(default=None, foreign_key="tw_user.id")
-    kind: str = Field(max_length=32)  # peeking | impersonation | camera_blocked
+    kind: str = Field(max_length=32)  # one of realtime.protocol.INCIDENT_KINDS
     started_at: datetime = Field(sa_column=tz_column())
     ended_at: datetime | None = Field(default=None, sa_column=tz_column(nullable=True))
     evidence: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # sha256 hex

@@ -37,6 +37,7 @@ TABLE_MODULES = (
     "storage.evidence_models",
     "storage.planning",
     "storage.audit_models",
+    "storage.agent_settings_models",
 )
 
 

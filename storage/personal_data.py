@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col
 
 from core.errors import OperatorError
-from storage import audit
+from storage import hash_chain_store
 from storage.activity import EventRecord, Incident, Interval
 from storage.audit_models import AuditEntry
 from storage.evidence_models import EvidenceObject, FaceTemplate
@@ -184,7 +184,7 @@ def export_user(engine: Engine, store: EvidenceStore, tenant: str, login: str, o
         }
         zf.writestr("person.json", json.dumps(document, ensure_ascii=False, indent=1, sort_keys=True))
     counts = {name: len(rows) for name, rows in tables.items()}
-    audit.record(
+    hash_chain_store.record(
         engine,
         actor=actor,
         action="user.export",
@@ -252,7 +252,7 @@ def erase_user(
         )
         s.execute(delete(User).where(col(User.id) == subject.user_id))
         counts["tw_user"] = 1
-        audit.append(
+        hash_chain_store.append(
             s,
             actor=actor,
             action="user.erase",

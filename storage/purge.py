@@ -17,13 +17,13 @@ from storage.evidence_store import EvidenceStore
 log = logging.getLogger(__name__)
 
 
-class Stopped(Exception):
+class PurgeStopped(Exception):
     """A stop was requested between two batches."""
 
 
 def check_stop(stop: threading.Event | None) -> None:
     if stop is not None and stop.is_set():
-        raise Stopped
+        raise PurgeStopped
 
 
 def delete_in_batches(

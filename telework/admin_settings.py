@@ -1,68 +1,84 @@
-"""``telework admin settings set``: change a tenant's AgentSettings and push them live."""
+"""``telework admin settings``: change agent settings in the database, then tell the gateways.
+
+A change is stored first (:func:`storage.agent_settings_store.change_settings`, with its history
+and an audit entry); the tenant's layers are then read back and announced on Redis
+(:func:`realtime.tenant_settings.publish_layers`), so open sessions get their new effective
+settings at once. When Redis cannot be reached the change stays made and the reason is
+returned: agents get it at their next connection (the gateway reads the database on a miss).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-
-from pydantic import ValidationError
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.errors import OperatorError
-from core.process import redis_url
 from core.settings import ServerSettings
-from realtime.protocol import AgentSettings
+from realtime.protocol.agent_settings import Change
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from storage.agent_settings_store import Target
+
+REDIS_TIMEOUT_S = 5.0
 
 
-class SettingsError(OperatorError, ValueError):
-    """The settings change cannot be made; the message says why."""
+@dataclass(frozen=True)
+class Outcome:
+    """What ``settings set`` did: where, which fields changed, and why the push failed (None: sent)."""
+
+    target: Target
+    changes: list[Change]
+    not_pushed: str | None
 
 
-def merge_settings(current: AgentSettings, changes: Mapping[str, object]) -> AgentSettings:
-    """Pure: ``current`` with ``changes`` applied, validated; SettingsError names the bad field."""
-    try:
-        return AgentSettings.model_validate({**current.model_dump(), **changes})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise SettingsError(f"{field}: {err['msg']} (got {changes.get(field)!r})") from None
-
-
-def _check_tenant(settings: ServerSettings, tenant: str) -> None:
-    from sqlmodel import Session
-
-    from storage.db import check_schema, make_engine
-    from storage.models import Tenant
-
-    engine = make_engine(settings.database())
-    try:
-        check_schema(engine)
-        with Session(engine) as s:
-            if s.get(Tenant, tenant) is None:
-                raise SettingsError(f"tenant {tenant!r} does not exist")
-    finally:
-        engine.dispose()
-
-
-def set_tenant_settings(
-    settings: ServerSettings, tenant: str, changes: Mapping[str, object]
-) -> AgentSettings:
-    """Apply ``changes`` to the tenant's current settings, store and publish them; returns the result."""
+def announce(settings: ServerSettings, engine: Engine, tenant: str) -> str | None:
+    """Read ``tenant``'s layers and announce them to the gateways; the reason when that failed."""
     import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
 
-    from realtime.tenant_settings import load_settings, publish_settings
+    from core.process import redis_url
+    from realtime.tenant_settings import publish_layers
+    from storage.agent_settings_store import load_layers
 
-    if not changes:
-        raise SettingsError("nothing to change: give at least one setting option (see --help)")
-    _check_tenant(settings, tenant)
-    url = redis_url(settings, "pushing settings to the agents")
+    try:
+        url = redis_url(settings, "pushing settings to the agents")
+    except OperatorError as exc:
+        return str(exc)
+    layers = load_layers(engine, tenant)
 
-    async def apply() -> AgentSettings:
-        client = aioredis.Redis.from_url(url, decode_responses=True)
+    async def send() -> None:
+        client = aioredis.Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S
+        )
         try:
-            new = merge_settings(await load_settings(client, tenant), changes)
-            await publish_settings(client, tenant, new)
-            return new
+            await publish_layers(client, tenant, layers)
         finally:
             await client.aclose()
 
-    return asyncio.run(apply())
+    try:
+        asyncio.run(send())
+    except (RedisError, OSError) as exc:
+        return f"redis: {type(exc).__name__}: {exc}"
+    return None
+
+
+def set_settings(
+    settings: ServerSettings,
+    engine: Engine,
+    tenant: str,
+    changes: Mapping[str, object],
+    unset: Sequence[str] = (),
+    *,
+    group: str | None = None,
+    login: str | None = None,
+    actor: str,
+) -> Outcome:
+    """Store the change (SettingsError when it cannot be made), then push it when anything changed."""
+    from storage.agent_settings_store import change_settings
+
+    target, done = change_settings(engine, tenant, changes, unset, group=group, login=login, actor=actor)
+    return Outcome(target, done, announce(settings, engine, tenant) if done else None)

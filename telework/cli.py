@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from core.process import run_command
 from core.settings import ServerSettings, load_server_settings
-from telework import cli_tasks
+from telework import cli_settings, cli_tasks
 from telework.cli_agent import add_parsers as add_agent_parsers
 from telework.cli_base import Parser, positive_int, setup
 from telework.cli_data import add_admin_parsers
@@ -23,26 +23,6 @@ from telework.cli_models import add_parsers as add_models_parsers
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
-
-
-# admin settings set: flag -> AgentSettings field
-SETTING_FLAGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = (
-    ("--heartbeat-interval", "heartbeat_interval_s", float, "SECONDS", "agent heartbeat interval"),
-    ("--threshold-level", "threshold_level", int, "LEVEL", "face-match threshold level 1-5"),
-    ("--analysis-fps", "analysis_fps", float, "FPS", "camera frames analysed per second"),
-    ("--away-after", "away_after_s", float, "SECONDS", "away after this long without the user's face"),
-    ("--incident-after", "incident_after_s", float, "SECONDS", "incident after this long"),
-    ("--evidence-interval", "evidence_interval_s", float, "SECONDS", "periodic evidence interval"),
-    ("--peeking-after", "peeking_after_s", float, "SECONDS", "peeking after another face persists this long"),
-    ("--camera-after", "camera_after_s", float, "SECONDS", "camera blocked/unavailable after this long"),
-    (
-        "--other-face-min-ratio",
-        "other_face_min_ratio",
-        float,
-        "RATIO",
-        "another face counts when at least this tall relative to the user's",
-    ),
-)
 
 
 # ----------------------------------------------------------------------- settings
@@ -93,7 +73,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_builder(args: argparse.Namespace) -> int:
-    from workers.builder import run_builder
+    from workers.run import run_builder
 
     return _serve(args, run_builder)
 
@@ -154,17 +134,6 @@ def cmd_admin(args: argparse.Namespace) -> int:
             print(f"agent {args.agent_id} revoked")
     finally:
         engine.dispose()
-    return 0
-
-
-def cmd_admin_settings(args: argparse.Namespace) -> int:
-    from telework.admin_settings import set_tenant_settings
-
-    settings = _server_settings(args)
-    setup(args, "WARNING")
-    changes = {k: v for k, v in vars(args).items() if k.startswith("s_") and v is not None}
-    result = set_tenant_settings(settings, args.tenant, {k[2:]: v for k, v in changes.items()})
-    print(f"settings of tenant {args.tenant} published: {result.model_dump_json()}")
     return 0
 
 
@@ -299,20 +268,7 @@ def _admin_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument("agent_id", help="agent id")
     p.set_defaults(func=cmd_admin)
 
-    st = objs.add_parser("settings", help="tenant settings pushed to agents", description="Tenant settings.")
-    ss = st.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
-    p = ss.add_parser(
-        "set",
-        help="change a tenant's agent settings and push them live",
-        description="Change settings of a tenant's agents; open sessions get them at once.",
-    )
-    _data_dir(p)
-    p.add_argument("--tenant", required=True, help="tenant id")
-    for flag, field, kind, metavar, text in SETTING_FLAGS:
-        p.add_argument(flag, dest="s_" + field, type=kind, metavar=metavar, help=text)
-    p.add_argument("--incident-action", dest="s_incident_action", choices=["log", "lock"], help="on incident")
-    p.set_defaults(func=cmd_admin_settings)
-
+    cli_settings.add_admin_parsers(objs, Parser)
     add_admin_parsers(objs, Parser)
     cli_tasks.add_admin_parsers(objs, Parser)
 

@@ -61,7 +61,7 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from storage.audit import verify
+    from storage.hash_chain_store import verify
 
     settings = _settings(args)
     with _engine(settings) as engine:
@@ -107,8 +107,8 @@ def cmd_erase_user(args: argparse.Namespace) -> int:
 
 
 def cmd_retention_once(args: argparse.Namespace) -> int:
-    from workers.retention import run_once
-    from workers.retention_plan import RetentionPolicy
+    from workers.retention import RetentionPolicy
+    from workers.retention_store import run_once
 
     settings = _settings(args)
     with _engine(settings) as engine:
@@ -124,7 +124,7 @@ def cmd_retention_once(args: argparse.Namespace) -> int:
 
 def cmd_retention_run(args: argparse.Namespace) -> int:
     from core.logs import setup_logging
-    from workers.retention import serve_retention
+    from workers.retention_store import serve_retention
 
     settings = load_server_settings(data_dir=args.data_dir)
     setup_logging(args.log_level or settings.log_level)

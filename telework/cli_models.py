@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.config import ConfigError
 from core.errors import USAGE_ERROR
@@ -85,7 +85,7 @@ def _error(exc: BaseException) -> int:
     return USAGE_ERROR
 
 
-def add_parsers(sub: argparse._SubParsersAction, parser_class: type[argparse.ArgumentParser]) -> None:
+def add_parsers(sub: argparse._SubParsersAction[Any], parser_class: type[argparse.ArgumentParser]) -> None:
     """Register ``telework models fetch`` and ``telework models list`` on ``sub``."""
     models = sub.add_parser(
         "models",

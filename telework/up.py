@@ -1,39 +1,36 @@
 """``telework up``: every server process of one machine under one supervisor.
 
-Pure parts (tested without I/O): :func:`plan_children` builds each child's command
-line and environment; :func:`on_child_exit` decides what an exit means.
-:func:`run_up` does the I/O: embedded Redis when ``TELEWORK_REDIS_URL`` is unset,
-SQLite in the data folder when ``TELEWORK_DATABASE_URL`` is unset, ``db upgrade``,
-the demo tenant (``--demo``), the children, readiness, and an orderly stop.
+Pure parts (tested without I/O): :func:`plan_children` builds each child's command line and
+environment; :func:`split_agents` says which children wait for the servers. :func:`run_up`
+does the I/O as the list of steps in :func:`_run_up`; what a step starts and must undo (the
+embedded Redis, its published URL, the children) goes on one :class:`contextlib.ExitStack`,
+so the stop runs in the reverse order of the start. Children are started, watched and
+stopped by :mod:`telework.supervisor`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from core.process import redis_url_file, stop_on_signals
 from core.settings import ServerSettings
+from telework.supervisor import AGENT_CHILDREN, ChildSpec, ExitDecision, Supervisor
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ChildSpec:
-    name: str
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)  # added to the parent's environment
 
 
 @dataclass(frozen=True)
@@ -61,11 +58,28 @@ class Resolved:
         return f"http://{_connect_host(self.dashboard_host)}:{self.dashboard_port}/"
 
 
+@dataclass(frozen=True)
+class UpPlan:
+    """What the `up` command line asked for."""
+
+    demo: bool
+    agents: int
+    workers: int
+    python: str  # the interpreter the children run on
+    events_per_s: float = 1.0
+    ready_timeout_s: float = 90.0
+
+
+@dataclass(frozen=True)
+class DemoAgents:
+    """The demo's agents: the simulated ones (their tokens file) and the one on the face pipeline."""
+
+    tokens_file: Path | None = None
+    camera_token: str | None = None
+
+
 def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
-AGENT_CHILDREN = ("agents", "camera-agent")  # started once the servers are ready, stopped first
 
 
 def demo_scene_available() -> bool:
@@ -146,30 +160,16 @@ def plan_children(
     return specs
 
 
-def stop_waves(names: list[str]) -> list[list[str]]:
-    """Pure: the order of a stop. Agents first (their last events get acked), then gateway and
-    dashboard (nothing new enters the streams), workers last (they persist what is left)."""
-    rank = {name: 0 for name in AGENT_CHILDREN} | {"gateway": 1, "dashboard": 1}
-    waves: dict[int, list[str]] = {}
-    for name in names:
-        waves.setdefault(rank.get(name, 2), []).append(name)
-    return [waves[k] for k in sorted(waves)]
+def split_agents(specs: list[ChildSpec]) -> tuple[list[ChildSpec], list[ChildSpec]]:
+    """Pure: (servers, agents) in start order; the agents start once the servers are ready."""
+    servers = [s for s in specs if s.name not in AGENT_CHILDREN]
+    agents = [s for s in specs if s.name in AGENT_CHILDREN]
+    return servers, agents
 
 
-@dataclass(frozen=True)
-class ExitDecision:
-    shutdown: bool  # bring `up` down
-    exit_code: int | None  # the exit code of `up` this exit implies (None: no change)
-    level: int  # how loudly to log it
-    message: str
-
-
-def on_child_exit(name: str, returncode: int, stopping: bool) -> ExitDecision:
-    """Pure: what a child's exit means. During a stop it is expected; otherwise fatal."""
-    how = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
-    if stopping:
-        return ExitDecision(False, None, logging.INFO, f"{name} stopped ({how})")
-    return ExitDecision(True, 1, logging.ERROR, f"{name} died unexpectedly ({how}); stopping everything")
+def embedded_master_key(settings: ServerSettings) -> bool:
+    """Pure: no TELEWORK_MASTER_KEY nor TELEWORK_MASTER_KEY_FILE: the key is a file in the data folder."""
+    return settings.master_key is None and settings.master_key_file is None
 
 
 # ------------------------------------------------------------------------------ I/O
@@ -197,70 +197,6 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
-class Supervisor:
-    """Starts children, watches them, and stops them all (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, specs: list[ChildSpec], environ: Mapping[str, str], grace_s: float = 10.0) -> None:
-        self.specs = specs
-        self.environ = dict(environ)
-        self.grace_s = grace_s
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.stopping = False
-
-    def start(self, spec: ChildSpec) -> None:
-        proc = subprocess.Popen(
-            spec.argv,
-            env={**self.environ, **spec.env},
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches `up` only; `up` stops the children in order
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-        self.procs[spec.name] = proc
-        log.info("child started", extra={"child": spec.name, "pid": proc.pid})
-
-    def poll(self) -> ExitDecision | None:
-        """The first unexpected exit since the last poll, if any (exited children are forgotten)."""
-        for name, proc in list(self.procs.items()):
-            code = proc.poll()
-            if code is None:
-                continue
-            del self.procs[name]
-            decision = on_child_exit(name, code, self.stopping)
-            log.log(decision.level, decision.message, extra={"child": name, "pid": proc.pid, "code": code})
-            if decision.shutdown:
-                return decision
-        return None
-
-    def stop_all(self) -> None:
-        """SIGTERM the children wave by wave (see :func:`stop_waves`); SIGKILL what outlives the grace."""
-        self.stopping = True
-        for wave in stop_waves([s.name for s in self.specs if s.name in self.procs]):
-            procs = {name: self.procs[name] for name in wave}
-            for name, proc in procs.items():
-                if proc.poll() is None:
-                    log.info("stopping child", extra={"child": name, "pid": proc.pid})
-                    proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + self.grace_s
-            for name, proc in procs.items():
-                try:
-                    proc.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    log.warning(
-                        "child did not stop in time; killing it", extra={"child": name, "pid": proc.pid}
-                    )
-                    proc.kill()
-                    proc.wait()
-        self.poll()
-
-
-def _die_with_parent() -> None:
-    """In the child (Linux): SIGTERM when `up` dies, even by SIGKILL, so no child is orphaned."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def resolve_ports(settings: ServerSettings) -> tuple[int, int]:
     """Port 0 means any free port; `up` must know the real one to print and to pass on."""
     gw = settings.gateway_port or free_port(_connect_host(settings.gateway_host))
@@ -279,26 +215,97 @@ def run_up(
     ready_timeout_s: float = 90.0,
 ) -> int:
     """Run everything until SIGINT/SIGTERM (exit 0) or an unexpected child exit (exit 1)."""
-
+    plan = UpPlan(demo, agents, workers, python, events_per_s, ready_timeout_s)
     stop = threading.Event()
-    with stop_on_signals(stop.set):
-        return _run_up(settings, demo, agents, workers, python, on_ready, events_per_s, ready_timeout_s, stop)
+    with stop_on_signals(stop.set), contextlib.ExitStack() as undo:
+        exit_code = _run_up(settings, plan, on_ready, stop, undo)
+        log.info("stopping", extra={"reason": "signal" if stop.is_set() else "child exit"})
+        return exit_code
 
 
 def _run_up(
     settings: ServerSettings,
-    demo: bool,
-    agents: int,
-    workers: int,
-    python: str,
+    plan: UpPlan,
     on_ready: Callable[[Resolved], None],
-    events_per_s: float,
-    ready_timeout_s: float,
     stop: threading.Event,
+    undo: contextlib.ExitStack,
 ) -> int:
+    """The steps of `up`, in order; a step that starts something puts its undoing on ``undo``."""
+    data_dir = prepare_data_folder(settings.data_dir)
+    redis_url = start_or_use_redis(settings, data_dir, undo)
+    database_url = prepare_database(settings, data_dir)
+    demo = set_up_demo(database_url, data_dir, plan.agents) if plan.demo else DemoAgents()
+    resolved = resolve(settings, data_dir, redis_url, database_url)
+    hostname = socket.gethostname()
+    specs = plan_children(
+        plan.python, resolved, plan.workers, hostname, demo.tokens_file, plan.events_per_s, demo.camera_token
+    )
+    servers, agents = split_agents(specs)
+    supervisor = Supervisor(specs, os.environ)
+    undo.callback(supervisor.stop_all)  # agents, then gateway and dashboard, then workers
+    start_children(supervisor, servers)
+    exit_code = wait_ready(supervisor, resolved, stop, plan.ready_timeout_s)
+    if exit_code != 0 or stop.is_set():
+        return exit_code
+    start_children(supervisor, agents)
+    if demo.camera_token is not None:
+        start_demo_punch(resolved.data_dir / "camera-agent", stop)
+    on_ready(resolved)
+    return supervise(supervisor, stop)
+
+
+def prepare_data_folder(data_dir: Path) -> Path:
+    """The data folder as an absolute path (the children get it), created private (0700) if missing."""
+    folder = data_dir.resolve()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+def start_or_use_redis(settings: ServerSettings, data_dir: Path, undo: contextlib.ExitStack) -> str:
+    """TELEWORK_REDIS_URL, else an embedded redis-server in the data folder, its URL published in
+    the data folder for the other commands; ``undo`` withdraws the URL, then stops the server."""
+    if settings.redis_url:
+        return settings.redis_url
     from realtime.embedded_redis import EmbeddedRedis
-    from storage.db import make_engine, upgrade
+
+    redis = EmbeddedRedis(data_dir / "redis")
+    url = redis.start()
+    undo.callback(redis.stop)
+    url_file = redis_url_file(data_dir)
+    url_file.write_text(url + "\n")
+    undo.callback(url_file.unlink, missing_ok=True)
+    return url
+
+
+@contextlib.contextmanager
+def _engine(database_url: str) -> Iterator[Engine]:
+    """An engine for one set-up step, disposed after it."""
+    from storage.db import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def prepare_database(settings: ServerSettings, data_dir: Path) -> str:
+    """The database URL (SQLite in the data folder by default), upgraded to the current schema;
+    in embedded key mode, the master key file (0600) created in the data folder first."""
+    from storage.db import upgrade
     from storage.keyring import ensure_master_key
+
+    database_url = settings.database()
+    if embedded_master_key(settings):
+        ensure_master_key(data_dir)
+    with _engine(database_url) as engine:
+        upgrade(engine)
+    return database_url
+
+
+def set_up_demo(database_url: str, data_dir: Path, agents: int) -> DemoAgents:
+    """The demo tenant and its agents' tokens; with the demo scene available, demo-pc-01 runs the
+    face pipeline and the other agents are simulated from their own tokens file."""
     from telework.demo import (
         SIMULATED_TOKENS_FILE,
         ensure_demo,
@@ -307,70 +314,65 @@ def _run_up(
         write_tokens,
     )
 
-    data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    url_file = redis_url_file(data_dir)
-    redis = None
-    supervisor: Supervisor | None = None
-    exit_code = 0
-    try:
-        redis_url = settings.redis_url
-        if not redis_url:
-            redis = EmbeddedRedis(data_dir / "redis")
-            redis_url = redis.start()
-            url_file.write_text(redis_url + "\n")
-        database_url = settings.database()
-        if settings.master_key is None and settings.master_key_file is None:
-            ensure_master_key(data_dir)  # embedded mode: a 0600 key file in the data folder
-        engine = make_engine(database_url)
-        try:
-            upgrade(engine)
-            tokens_file = ensure_demo(engine, data_dir, agents) if demo else None
-            camera_token = None
-            if tokens_file is not None and demo_scene_available():
-                camera_token, others = split_camera_agent(read_tokens(tokens_file))
-                tokens_file = data_dir / SIMULATED_TOKENS_FILE
-                write_tokens(tokens_file, others)
-        finally:
-            engine.dispose()
-        gw_port, dash_port = resolve_ports(settings)
-        resolved = Resolved(
-            redis_url,
-            database_url,
-            data_dir,
-            settings.gateway_host,
-            gw_port,
-            settings.dashboard_host,
-            dash_port,
-        )
-        specs = plan_children(
-            python, resolved, workers, socket.gethostname(), tokens_file, events_per_s, camera_token
-        )
-        supervisor = Supervisor(specs, os.environ)
-        servers = [s for s in specs if s.name not in AGENT_CHILDREN]
-        for spec in servers:
-            supervisor.start(spec)
-        exit_code = _wait_ready(supervisor, resolved, stop, ready_timeout_s)
-        if exit_code == 0 and not stop.is_set():
-            for spec in specs[len(servers) :]:
-                supervisor.start(spec)
-            if camera_token is not None:
-                folder = resolved.data_dir / "camera-agent"
-                threading.Thread(target=demo_punch_in, args=(folder, stop), daemon=True).start()
-            on_ready(resolved)
-            while not stop.wait(0.2):
-                decision = supervisor.poll()
-                if decision is not None:
-                    exit_code = decision.exit_code or 1
-                    break
-        log.info("stopping", extra={"reason": "signal" if stop.is_set() else "child exit"})
-    finally:
-        if supervisor is not None:
-            supervisor.stop_all()
-        if redis is not None:
-            redis.stop()
-            url_file.unlink(missing_ok=True)
-    return exit_code
+    with _engine(database_url) as engine:
+        tokens_file = ensure_demo(engine, data_dir, agents)
+    if not demo_scene_available():
+        return DemoAgents(tokens_file)
+    camera_token, others = split_camera_agent(read_tokens(tokens_file))
+    simulated = data_dir / SIMULATED_TOKENS_FILE
+    write_tokens(simulated, others)
+    return DemoAgents(simulated, camera_token)
+
+
+def resolve(settings: ServerSettings, data_dir: Path, redis_url: str, database_url: str) -> Resolved:
+    """What every child shares: the URLs, the data folder, the real ports."""
+    gw_port, dash_port = resolve_ports(settings)
+    host, dash_host = settings.gateway_host, settings.dashboard_host
+    return Resolved(redis_url, database_url, data_dir, host, gw_port, dash_host, dash_port)
+
+
+def start_children(supervisor: Supervisor, specs: list[ChildSpec]) -> None:
+    """Start ``specs`` in order (readiness is waited for separately)."""
+    for spec in specs:
+        supervisor.start(spec)
+
+
+class Polled(Protocol):
+    """What waiting and supervising need of a :class:`~telework.supervisor.Supervisor`."""
+
+    def poll(self) -> ExitDecision | None: ...
+
+
+def wait_ready(supervisor: Polled, resolved: Resolved, stop: threading.Event, timeout_s: float) -> int:
+    """Wait for the gateway's /healthz and the dashboard's port; 0 when ready, else an exit code."""
+    deadline = time.monotonic() + timeout_s
+    healthz = resolved.gateway_http_url + "/healthz"
+    while not stop.is_set():
+        decision = supervisor.poll()
+        if decision is not None:
+            return decision.exit_code or 1
+        if http_ok(healthz) and port_open(resolved.dashboard_host, resolved.dashboard_port):
+            return 0
+        if time.monotonic() > deadline:
+            log.error("servers not ready in time", extra={"timeout_s": timeout_s, "healthz": healthz})
+            return 1
+        stop.wait(0.1)
+    return 0
+
+
+def supervise(supervisor: Polled, stop: threading.Event, every_s: float = 0.2) -> int:
+    """Watch the children until a stop is asked (0) or one exits unexpectedly (its exit code)."""
+    while True:
+        decision = supervisor.poll()
+        if decision is not None:
+            return decision.exit_code or 1
+        if stop.wait(every_s):
+            return 0
+
+
+def start_demo_punch(folder: Path, stop: threading.Event) -> None:
+    """The demo camera agent's first punch, tried in the background until it works or `up` stops."""
+    threading.Thread(target=demo_punch_in, args=(folder, stop), daemon=True, name="demo-punch").start()
 
 
 def demo_punch_in(folder: Path, stop: threading.Event, timeout_s: float = 120.0) -> bool:
@@ -391,20 +393,3 @@ def demo_punch_in(folder: Path, stop: threading.Event, timeout_s: float = 120.0)
         stop.wait(2.0)
     log.warning("demo camera agent could not punch in", extra={"last": reply.get("message")})
     return False
-
-
-def _wait_ready(supervisor: Supervisor, resolved: Resolved, stop: threading.Event, timeout_s: float) -> int:
-    """Wait for the gateway's /healthz and the dashboard's port; 0 when ready, else an exit code."""
-    deadline = time.monotonic() + timeout_s
-    healthz = resolved.gateway_http_url + "/healthz"
-    while not stop.is_set():
-        decision = supervisor.poll()
-        if decision is not None:
-            return decision.exit_code or 1
-        if http_ok(healthz) and port_open(resolved.dashboard_host, resolved.dashboard_port):
-            return 0
-        if time.monotonic() > deadline:
-            log.error("servers not ready in time", extra={"timeout_s": timeout_s, "healthz": healthz})
-            return 1
-        stop.wait(0.1)
-    return 0

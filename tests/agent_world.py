@@ -1,4 +1,4 @@
-"""A real gateway (uvicorn, restartable on its port) + a real PersistWorker + a tenant with one agent."""
+"""A real gateway (uvicorn, restartable on its port) + a real persistence worker + a tenant with one agent."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from storage.accounts import create_agent, create_tenant, create_user
 from storage.activity import EventRecord
 from storage.db import make_engine
 from tests.servers import RestartableGateway
-from workers.consumer import PersistWorker
+from workers.persist import persist_consumer
 
 FAST = SessionOptions(backoff_base_s=0.05, backoff_cap_s=0.3, open_timeout_s=5, upload_kbps=100_000)
 
@@ -86,7 +86,7 @@ async def world(
     gateway = RestartableGateway(settings)
     stop = asyncio.Event()
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    worker = PersistWorker(settings, engine, client)
+    worker = persist_consumer(settings, engine, client)
     running = asyncio.create_task(worker.run(stop))
     try:
         if start:

@@ -70,6 +70,7 @@ class StillCamera:
     def __init__(self, image: Image | None) -> None:
         self.image = image
         self.ended = False
+        self.t: float | None = None  # like a webcam: a frame not grabbed yet has no time
         self._start = time.monotonic()
         self.reads = 0
 
@@ -91,7 +92,7 @@ class Recorder:
 
     settings: AgentSettings = field(default_factory=AgentSettings)
     emitted: list[Any] = field(default_factory=list)
-    welcome: Any = None
+    tasks: tuple[str, ...] | None = None  # offered by the server; None: it does not say
 
     def emit(self, payload: Any, ts: Any = None) -> Any:
         self.emitted.append(payload)

@@ -16,7 +16,7 @@ from agent.capture.scene import Appearance, Scene, SceneSource
 from agent.client import AgentSession
 from agent.config import load_monitor_config
 from agent.detect.pipeline import Pipeline
-from agent.evidence import EvidenceStore
+from agent.evidence import LocalEvidence
 from agent.face.dlib_engine import DlibEngine
 from agent.face.enroll import enroll, load_images
 from agent.face.templates import Template, best_match
@@ -97,7 +97,7 @@ def test_demo_scene_plays_every_state(tmp_path: Path) -> None:
     pipeline, spec = build_monitor_parts(config, "scene:demo", None)
     source, _ = open_source(spec)
     session = AgentSession("ws://127.0.0.1:9/v1/agent", "token")
-    store = EvidenceStore(tmp_path, screen=None)
+    store = LocalEvidence(tmp_path, screen=None)
     asyncio.run(Monitor(session, source, pipeline, store, realtime=False).run(asyncio.Event()))
     batch = session.outbox.next_batch(10_000, 1 << 30, 10_000)
     frame = parse_agent_frame('{"type":"events","events":[' + ",".join(p.text for p in batch) + "]}")

@@ -9,10 +9,10 @@ import pytest
 
 from workers.analytics import (
     AnalyticsError,
+    DaySpan,
     IncidentMark,
     PeriodStats,
     ScheduleDay,
-    Span,
     TaskTime,
     compute_days,
     summarise,
@@ -31,11 +31,11 @@ def jst(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute), tzinfo=TOKYO)
 
 
-def duty(day: date, h1: int, m1: int, h2: int, m2: int, end_day: date | None = None) -> Span:
-    return Span("duty", "on", jst(day, h1, m1), jst(end_day or day, h2, m2))
+def duty(day: date, h1: int, m1: int, h2: int, m2: int, end_day: date | None = None) -> DaySpan:
+    return DaySpan("duty", "on", jst(day, h1, m1), jst(end_day or day, h2, m2))
 
 
-def one(spans: list[Span], day: date, schedule=NINE_TO_SIX, incidents=(), now=NOW, tz=TOKYO):
+def one(spans: list[DaySpan], day: date, schedule=NINE_TO_SIX, incidents=(), now=NOW, tz=TOKYO):
     (stats,) = compute_days(spans, incidents, schedule, [day], tz, now)
     return stats
 
@@ -44,9 +44,9 @@ def test_normal_day() -> None:
     """09:00-18:00 on a 09:00-18:00 plan with a lunch hour away: 9 h worked, 8 h present, 1 h away."""
     spans = [
         duty(MON, 9, 0, 18, 0),
-        Span("presence", "present", jst(MON, 9), jst(MON, 12)),
-        Span("presence", "away", jst(MON, 12), jst(MON, 13)),
-        Span("presence", "present", jst(MON, 13), jst(MON, 18)),
+        DaySpan("presence", "present", jst(MON, 9), jst(MON, 12)),
+        DaySpan("presence", "away", jst(MON, 12), jst(MON, 13)),
+        DaySpan("presence", "present", jst(MON, 13), jst(MON, 18)),
     ]
     s = one(spans, MON)
     assert (s.first_start, s.last_end) == (
@@ -88,10 +88,10 @@ def test_shift_crossing_midnight_counts_to_its_start_day() -> None:
     plan = {MON: ScheduleDay(MON, time(22), time(6)), TUE: ScheduleDay(TUE, time(22), time(6))}
     spans = [
         duty(MON, 22, 0, 6, 0, end_day=TUE),
-        Span("presence", "present", jst(MON, 22), jst(MON, 23, 30)),
-        Span("presence", "away", jst(MON, 23, 30), jst(TUE, 0, 30)),
-        Span("presence", "present", jst(TUE, 0, 30), jst(TUE, 6)),
-        Span("task", "night batch", jst(MON, 23), jst(TUE, 2)),
+        DaySpan("presence", "present", jst(MON, 22), jst(MON, 23, 30)),
+        DaySpan("presence", "away", jst(MON, 23, 30), jst(TUE, 0, 30)),
+        DaySpan("presence", "present", jst(TUE, 0, 30), jst(TUE, 6)),
+        DaySpan("task", "night batch", jst(MON, 23), jst(TUE, 2)),
         duty(TUE, 23, 0, 5, 0, end_day=WED),
     ]
     incidents = [IncidentMark("peeking", jst(TUE, 1)), IncidentMark("peeking", jst(TUE, 23, 30))]
@@ -124,12 +124,12 @@ def test_away_time_counts_only_inside_duty() -> None:
     """Away 08:00-09:30 with duty from 09:00 counts 30 min; camera_blocked is neither present nor away."""
     spans = [
         duty(MON, 9, 0, 18, 0),
-        Span("presence", "away", jst(MON, 8), jst(MON, 9, 30)),
-        Span("presence", "present", jst(MON, 9, 30), jst(MON, 15)),
-        Span("presence", "camera_blocked", jst(MON, 15), jst(MON, 16)),
-        Span("presence", "impersonation", jst(MON, 16), jst(MON, 16, 10)),
-        Span("presence", "peeking", jst(MON, 16, 10), jst(MON, 16, 20)),
-        Span("presence", "present", jst(MON, 16, 20), jst(MON, 19)),
+        DaySpan("presence", "away", jst(MON, 8), jst(MON, 9, 30)),
+        DaySpan("presence", "present", jst(MON, 9, 30), jst(MON, 15)),
+        DaySpan("presence", "camera_blocked", jst(MON, 15), jst(MON, 16)),
+        DaySpan("presence", "impersonation", jst(MON, 16), jst(MON, 16, 10)),
+        DaySpan("presence", "peeking", jst(MON, 16, 10), jst(MON, 16, 20)),
+        DaySpan("presence", "present", jst(MON, 16, 20), jst(MON, 19)),
     ]
     s = one(spans, MON)
     assert (s.worked_s, s.present_s, s.away_s) == (32400, 19800 + 600 + 6000, 1800 + 600)
@@ -139,11 +139,11 @@ def test_tasks_time_and_count_while_on_duty() -> None:
     """Two stints of A and one of B on duty; a task after duty ends counts nothing."""
     spans = [
         duty(MON, 9, 0, 18, 0),
-        Span("task", "A", jst(MON, 9), jst(MON, 11)),
-        Span("task", "B", jst(MON, 11), jst(MON, 12)),
-        Span("task", "A", jst(MON, 13), jst(MON, 14, 30)),
-        Span("task", "A", jst(MON, 17, 30), jst(MON, 19)),
-        Span("task", "C", jst(MON, 19), jst(MON, 20)),
+        DaySpan("task", "A", jst(MON, 9), jst(MON, 11)),
+        DaySpan("task", "B", jst(MON, 11), jst(MON, 12)),
+        DaySpan("task", "A", jst(MON, 13), jst(MON, 14, 30)),
+        DaySpan("task", "A", jst(MON, 17, 30), jst(MON, 19)),
+        DaySpan("task", "C", jst(MON, 19), jst(MON, 20)),
     ]
     s = one(spans, MON)
     assert s.tasks == {"A": TaskTime(7200 + 5400 + 1800, 3), "B": TaskTime(3600, 1)}
@@ -152,7 +152,7 @@ def test_tasks_time_and_count_while_on_duty() -> None:
 def test_open_shift_is_clipped_at_now() -> None:
     """A shift still running at 12:30 counts 3 h 30 and is marked open; the day is not yet an early end."""
     now = jst(MON, 12, 30)
-    spans = [Span("duty", "on", jst(MON, 9)), Span("presence", "present", jst(MON, 9))]
+    spans = [DaySpan("duty", "on", jst(MON, 9)), DaySpan("presence", "present", jst(MON, 9))]
     s = one(spans, MON, now=now)
     assert (s.worked_s, s.present_s, s.open, s.last_end) == (12600, 12600, True, now.astimezone(UTC))
 
@@ -178,7 +178,7 @@ def test_overlapping_duty_intervals_merge() -> None:
 
 def test_days_are_in_the_tenant_time_zone() -> None:
     """The same UTC shift is Monday in Tokyo and Sunday in New York."""
-    span = Span("duty", "on", datetime(2026, 3, 2, 1, tzinfo=UTC), datetime(2026, 3, 2, 3, tzinfo=UTC))
+    span = DaySpan("duty", "on", datetime(2026, 3, 2, 1, tzinfo=UTC), datetime(2026, 3, 2, 3, tzinfo=UTC))
     ny = ZoneInfo("America/New_York")
     (tokyo_mon,) = compute_days([span], [], {}, [MON], TOKYO, NOW)
     (ny_sun,) = compute_days([span], [], {}, [date(2026, 3, 1)], ny, NOW)
@@ -190,8 +190,8 @@ def test_summarise_and_task_totals_over_a_period() -> None:
     spans = [
         duty(MON, 9, 0, 18, 0),
         duty(TUE, 10, 0, 19, 0),
-        Span("task", "A", jst(MON, 9), jst(MON, 10)),
-        Span("task", "A", jst(TUE, 10), jst(TUE, 12)),
+        DaySpan("task", "A", jst(MON, 9), jst(MON, 10)),
+        DaySpan("task", "A", jst(TUE, 10), jst(TUE, 12)),
     ]
     days = compute_days(
         spans, [IncidentMark("impersonation", jst(TUE, 11))], NINE_TO_SIX, [MON, TUE, WED], TOKYO, NOW
@@ -218,12 +218,12 @@ def test_touched_days_include_the_day_before() -> None:
 @pytest.mark.parametrize(
     ("span", "message"),
     [
-        (Span("duty", "on", datetime(2026, 3, 2, 9), None), "timezone-aware"),
-        (Span("lunch", "on", jst(MON, 9), jst(MON, 10)), "duty, presence or task"),
-        (Span("duty", "on", jst(MON, 10), jst(MON, 9)), "ending after its start"),
+        (DaySpan("duty", "on", datetime(2026, 3, 2, 9), None), "timezone-aware"),
+        (DaySpan("lunch", "on", jst(MON, 9), jst(MON, 10)), "duty, presence or task"),
+        (DaySpan("duty", "on", jst(MON, 10), jst(MON, 9)), "ending after its start"),
     ],
 )
-def test_bad_input_is_refused_with_a_clear_error(span: Span, message: str) -> None:
+def test_bad_input_is_refused_with_a_clear_error(span: DaySpan, message: str) -> None:
     """Naive datetimes, unknown kinds and reversed intervals raise AnalyticsError saying what was expected."""
     with pytest.raises(AnalyticsError, match=message):
         compute_days([span], [], {}, [MON], TOKYO, NOW)

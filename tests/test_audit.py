@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from core.settings import ServerSettings
-from storage import accounts, audit
+from storage import accounts, hash_chain_store
 from storage.audit_models import AuditEntry
 from storage.crypto import sha256_hex
 from storage.evidence_store import object_key, open_store, save_evidence
@@ -59,7 +59,7 @@ def test_pure_chain_detects_edit_and_removal() -> None:
 
 def _append(engine: Engine, n: int, actor: str = "admin") -> None:
     for i in range(n):
-        audit.record(
+        hash_chain_store.record(
             engine,
             actor=actor,
             action="incident.review",
@@ -73,7 +73,7 @@ def _append(engine: Engine, n: int, actor: str = "admin") -> None:
 def test_chain_verifies_and_names_edited_entry(engine: Engine) -> None:
     """20 appended entries verify; editing entry 17's target is reported as exactly that entry."""
     _append(engine, 20)
-    report = audit.verify(engine, None)
+    report = hash_chain_store.verify(engine, None)
     assert (report.entries, report.problems) == (20, [])
     with Session(engine) as s:
         stored = s.execute(select(col(AuditEntry.hash)).where(col(AuditEntry.seq) == 17)).scalar_one()
@@ -81,8 +81,8 @@ def test_chain_verifies_and_names_edited_entry(engine: Engine) -> None:
         s.commit()
         row = s.get(AuditEntry, 17)
         assert row is not None
-        computed = link_hash(row.prev_hash, audit.entry_fields(row))
-    assert audit.verify(engine, None).problems == [
+        computed = link_hash(row.prev_hash, hash_chain_store.entry_fields(row))
+    assert hash_chain_store.verify(engine, None).problems == [
         f"audit entry 17: hash mismatch (stored {stored}, computed {computed})"
     ]
 
@@ -94,7 +94,7 @@ def test_removed_entry_breaks_the_next_link(engine: Engine) -> None:
         hashes = dict(s.execute(select(col(AuditEntry.seq), col(AuditEntry.hash))).all())
         s.execute(text("DELETE FROM audit_log WHERE seq = 5"))
         s.commit()
-    assert audit.verify(engine, None).problems == [
+    assert hash_chain_store.verify(engine, None).problems == [
         f"audit entry 6: link broken (prev_hash {hashes[5]}, but the previous entry (4) has hash "
         f"{hashes[4]}): an entry before it was removed or re-hashed"
     ]
@@ -107,7 +107,7 @@ def test_concurrent_appends_keep_one_chain(engine: Engine) -> None:
         t.start()
     for t in threads:
         t.join(60)
-    report = audit.verify(engine, None)
+    report = hash_chain_store.verify(engine, None)
     assert (report.entries, report.problems) == (60, [])
     with Session(engine) as s:
         assert (
@@ -120,10 +120,10 @@ def test_append_rolls_back_with_the_action(engine: Engine) -> None:
     """An entry appended in a transaction that rolls back leaves no trace and no broken chain."""
     _append(engine, 2)
     with Session(engine) as s:
-        audit.append(s, actor="a", action="x", target="y")
+        hash_chain_store.append(s, actor="a", action="x", target="y")
         s.rollback()
     _append(engine, 1)
-    report = audit.verify(engine, None)
+    report = hash_chain_store.verify(engine, None)
     assert (report.entries, report.problems) == (3, [])
 
 
@@ -139,7 +139,7 @@ def test_verify_checks_every_evidence_object(engine: Engine, tmp_path: Path) -> 
     raw = bytearray(path.read_bytes())
     raw[-1] ^= 0x80
     path.write_bytes(bytes(raw))
-    report = audit.verify(engine, store)
+    report = hash_chain_store.verify(engine, store)
     assert (report.evidence, report.problems) == (
         2,
         [

@@ -29,8 +29,8 @@ from storage.accounts import create_agent, create_tenant, create_user
 from storage.activity import Incident, Interval
 from tests.test_worker import running
 from tests.waiting import wait_until
-from workers.builder import BuilderWorker, is_silent, plan_work
-from workers.rebuild import ROLLUP_DIRTY
+from workers.builder import build_consumer, is_silent, plan_work
+from workers.intervals_store import ROLLUP_DIRTY
 
 T0 = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
 SHA = "ab" * 32
@@ -150,7 +150,7 @@ async def test_stream_entries_become_intervals_with_late_and_duplicate_delivery(
         pc.entry(240, DutyPayload(on_duty=False, verified=True)),
     ]
     client = aioredis.Redis.from_url(redis_url, decode_responses=False)
-    worker = BuilderWorker(settings_for(redis_url, database_url, tmp_path), engine, client)
+    worker = build_consumer(settings_for(redis_url, database_url, tmp_path), engine, client)
     try:
         async with running(worker):
             await produce(aredis, "acme", morning[:3] + afternoon + [afternoon[1]])
@@ -211,7 +211,7 @@ async def test_incidents_merge_and_keep_their_review_when_late_events_extend_the
         pc.entry(20.5, IncidentPayload(kind="peeking", phase="end")),
     ]
     client = aioredis.Redis.from_url(redis_url, decode_responses=False)
-    worker = BuilderWorker(settings_for(redis_url, database_url, tmp_path), engine, client)
+    worker = build_consumer(settings_for(redis_url, database_url, tmp_path), engine, client)
     try:
         async with running(worker):
             await produce(aredis, "acme", first)
@@ -265,7 +265,7 @@ async def test_silent_agents_are_closed_at_their_last_event_and_live_ones_left_o
     settings = settings_for(redis_url, database_url, tmp_path, builder_silence_s=60.0)
     client = aioredis.Redis.from_url(redis_url, decode_responses=False)
     try:
-        async with running(BuilderWorker(settings, engine, client)):
+        async with running(build_consumer(settings, engine, client)):
             await produce(aredis, "acme", entries)
             await wait_until(lambda: len(intervals(engine)) == 5, what="five open intervals")
         assert [i[:5] for i in intervals(engine)] == [
@@ -275,8 +275,8 @@ async def test_silent_agents_are_closed_at_their_last_event_and_live_ones_left_o
             ("presence", "away", 40, None, None),
             ("task", "coding", 45, None, None),
         ]
-        async with running(BuilderWorker(settings, engine, client)) as worker:  # a restart
-            await wait_until(lambda: worker.build_stats.silent_closed == 1, what="silence pass")
+        async with running(build_consumer(settings, engine, client)) as worker:  # a restart
+            await wait_until(lambda: worker.handler.stats.silent_closed == 1, what="silence pass")
     finally:
         await client.aclose()
     with engine.connect() as conn:

@@ -25,7 +25,8 @@ from storage.accounts import lookup_token
 from storage.db import make_engine, upgrade
 from telework.cli import main
 from telework.demo import TOKENS_FILE, demo_agents, ensure_demo, split_camera_agent
-from telework.up import Resolved, free_port, http_ok, on_child_exit, plan_children, stop_waves
+from telework.supervisor import on_child_exit, stop_waves
+from telework.up import Resolved, free_port, http_ok, plan_children
 from tests.waiting import wait_until_sync
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +60,8 @@ HELP_COMMANDS = [
     ["admin", "agent", "revoke"],
     ["admin", "settings"],
     ["admin", "settings", "set"],
+    ["admin", "settings", "show"],
+    ["admin", "settings", "history"],
     ["admin", "task"],
     ["admin", "task", "create"],
     ["admin", "task", "remove"],
@@ -167,7 +170,7 @@ def test_admin_on_unmigrated_database_says_run_db_upgrade(
         f"telework admin: error: database {sqlite_url(tmp_path)} has no schema; "
         "run `telework db upgrade` first\n"
     )
-    assert run(["db", "upgrade"], capsys)[:2] == (0, "database schema at revision 0003\n")
+    assert run(["db", "upgrade"], capsys)[:2] == (0, "database schema at revision 0004\n")
     assert run(["admin", "tenant", "create", "acme", "--name", "Acme"], capsys)[:2] == (
         0,
         "tenant acme created\n",
@@ -230,7 +233,8 @@ async def test_admin_settings_set_publishes_merged_settings(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """admin settings set changes only the given fields, stores them in Redis; a bad value is exit 2."""
+    """admin settings set changes only the given fields, stores them and pushes them to the Redis cache;
+    a value out of range is exit 2 with the flag, field and range; an unknown tenant is exit 2."""
     monkeypatch.setenv("TELEWORK_REDIS_URL", redis_url)
     engine = make_engine(sqlite_url(tmp_path))
     upgrade(engine)
@@ -240,14 +244,20 @@ async def test_admin_settings_set_publishes_merged_settings(
         ["admin", "settings", "set", "--tenant", "setco", "--threshold-level", "5", "--away-after", "60"],
         capsys,
     )
-    assert code == 0 and out.startswith("settings of tenant setco published: ")
+    assert (code, out) == (
+        0,
+        "agent settings of tenant setco changed:\n"
+        "  threshold_level: unset -> 5\n"
+        "  away_after_s: unset -> 60\n",
+    )
     assert await load_settings(aredis, "setco") == AgentSettings(threshold_level=5, away_after_s=60.0)
     code, _, err = await _in_thread(
         ["admin", "settings", "set", "--tenant", "setco", "--threshold-level", "9"], capsys
     )
     assert (code, err) == (
         2,
-        "telework admin: error: threshold_level: Input should be less than or equal to 5 (got 9)\n",
+        "telework admin settings set: error: argument --threshold-level: threshold_level: "
+        "expected an integer from 1 to 5, got '9' (see telework admin settings set --help)\n",
     )
     code, _, err = await _in_thread(
         ["admin", "settings", "set", "--tenant", "nope", "--threshold-level", "2"], capsys
@@ -470,6 +480,8 @@ def test_up_on_empty_data_folder_starts_and_stops_cleanly(tmp_path: Path) -> Non
             proc.wait()
             for child in leftovers:
                 child.kill()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_plan_children_with_camera_token_adds_the_face_pipeline_agent() -> None:

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from storage import accounts, audit
+from core.process import run_command
+from storage import accounts, hash_chain_store
 from storage.keyring import ensure_master_key
-from telework.cli import Parser
+from telework.cli_base import Parser
 from telework.cli_data import add_admin_parsers, add_parsers
 
 T = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -43,9 +44,9 @@ def run(
 
 
 def _call(parser: argparse.ArgumentParser, tmp_path: Path, *argv: str) -> int:
+    """Parse and run as ``telework`` does: an operator error is one line on stderr and exit 2."""
     args = parser.parse_args([*argv, "--data-dir", str(tmp_path)])
-    code: int = args.func(args)
-    return code
+    return run_command(f"telework {args.command}", lambda: args.func(args))
 
 
 def test_audit_verify_exit_codes(
@@ -53,7 +54,7 @@ def test_audit_verify_exit_codes(
 ) -> None:
     """Intact: exit 0 with a summary; an edited row: exit 1 and the entry named on its own line."""
     for i in range(3):
-        audit.record(engine, actor="admin", action="x", target=f"t{i}", at=T)
+        hash_chain_store.record(engine, actor="admin", action="x", target=f"t{i}", at=T)
     assert _call(run, tmp_path, "audit", "verify") == 0
     out = capsys.readouterr().out
     assert out.startswith("audit log: 3 entries, head ") and out.endswith(

@@ -9,6 +9,7 @@ import json
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -204,7 +205,7 @@ async def test_cli_punch_reaches_the_gateway_as_a_verified_duty_event(
             async with asyncio.timeout(15):
                 await session.wait_acked()
 
-        async def duty() -> list:
+        async def duty() -> list[Any]:
             return [r.event for r in await stream_records(aredis, w.tenant) if r.event.type == "duty"]
 
         events = await wait_until(duty, 10, what="duty event in the stream")
@@ -253,14 +254,14 @@ async def test_camera_choice_needs_a_webcam_and_checks_its_input(tmp_path: Path)
     async with control(tmp_path, desk) as server:
         auth = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
 
-        async def choose(body: dict) -> tuple[int, str]:
+        async def choose(body: dict[str, object]) -> tuple[int, str]:
             status, _, reply = await call(server, "POST", "/api/camera", json.dumps(body).encode(), auth)
             return status, json.loads(reply)["error"]
 
         assert await choose({"index": 0}) == (409, "choosing a camera needs --source webcam (or --camera)")
         opened: list[tuple[int, int, int]] = []
 
-        def switch(index: int, width: int, height: int) -> dict:
+        def switch(index: int, width: int, height: int) -> dict[str, object]:
             opened.append((index, width, height))
             raise FrameSourceError(f"cannot open camera {index}: no such camera, or it is in use")
 

@@ -31,7 +31,7 @@ from storage.activity import EventRecord
 from storage.db import make_engine
 from tests.servers import serving
 from tests.waiting import wait_until
-from workers.consumer import PersistWorker
+from workers.persist import persist_consumer
 
 AGENTS = 20
 EVENTS_PER_AGENT = 1000
@@ -91,7 +91,8 @@ async def test_twenty_agents_thousand_events_each_stored_exactly_once(
     stop = asyncio.Event()
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     workers = [
-        PersistWorker(settings.model_copy(update={"worker_name": f"w{i}"}), engine, client) for i in range(2)
+        persist_consumer(settings.model_copy(update={"worker_name": f"w{i}"}), engine, client)
+        for i in range(2)
     ]
     worker_tasks = [asyncio.create_task(w.run(stop)) for w in workers]
     try:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from agent.evidence import (
-    EvidenceStore,
+    LocalEvidence,
     ScreenshotUnavailable,
     encode_jpeg,
     fit_within,
@@ -49,7 +49,7 @@ def test_encode_jpeg_scales_down() -> None:
 
 def test_capture_stores_both_images_by_sha256(tmp_path: Path) -> None:
     """Camera still <= 640x480 and screenshot <= 1920x1080 are stored as <sha256>.jpg, in the record."""
-    store = EvidenceStore(tmp_path / "evidence", screen=lambda: _image(2560, 1440, seed=1))
+    store = LocalEvidence(tmp_path / "evidence", screen=lambda: _image(2560, 1440, seed=1))
     record = store.capture(_image(1280, 720), "incident_start:peeking", now=NOW)
     assert [(i.kind, i.width, i.height) for i in record.images] == [
         ("camera", 640, 360),
@@ -71,7 +71,7 @@ def test_capture_stores_both_images_by_sha256(tmp_path: Path) -> None:
 
 def test_same_image_is_stored_once(tmp_path: Path) -> None:
     """The same still twice has the same sha256 and one file."""
-    store = EvidenceStore(tmp_path, screen=None)
+    store = LocalEvidence(tmp_path, screen=None)
     a = store.capture(_image(640, 480), "periodic", now=NOW)
     b = store.capture(_image(640, 480), "periodic", now=NOW)
     assert a.sha256s == b.sha256s
@@ -87,7 +87,7 @@ def test_no_display_is_recorded_and_camera_still_kept(
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(ScreenshotUnavailable, match=r"^no display \(DISPLAY is not set\)$"):
         grab_screen()
-    record = EvidenceStore(tmp_path).capture(_image(640, 480), "incident_start:impersonation", now=NOW)
+    record = LocalEvidence(tmp_path).capture(_image(640, 480), "incident_start:impersonation", now=NOW)
     assert [i.kind for i in record.images] == ["camera"]
     assert record.missing == ("screenshot unavailable: no display (DISPLAY is not set)",)
 
@@ -95,7 +95,7 @@ def test_no_display_is_recorded_and_camera_still_kept(
 def test_mss_error_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A DISPLAY that mss cannot open gives 'screenshot unavailable: <mss error>' and no exception."""
     monkeypatch.setenv("DISPLAY", ":97")
-    record = EvidenceStore(tmp_path).capture(_image(640, 480), "periodic", now=NOW)
+    record = LocalEvidence(tmp_path).capture(_image(640, 480), "periodic", now=NOW)
     assert [i.kind for i in record.images] == ["camera"]
     assert len(record.missing) == 1
     assert record.missing[0].startswith("screenshot unavailable: ")
@@ -104,7 +104,7 @@ def test_mss_error_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_missing_camera_frame_is_recorded(tmp_path: Path) -> None:
     """No camera frame: only the screenshot, and the record says the still is unavailable."""
-    record = EvidenceStore(tmp_path, screen=lambda: _image(800, 600)).capture(None, "periodic", now=NOW)
+    record = LocalEvidence(tmp_path, screen=lambda: _image(800, 600)).capture(None, "periodic", now=NOW)
     assert [(i.kind, i.width, i.height) for i in record.images] == [("screen", 800, 600)]
     assert record.missing == ("camera still unavailable: no frame from the camera",)
 
@@ -119,7 +119,7 @@ def test_to_prune_keeps_the_newest_and_the_protected() -> None:
 
 def test_store_with_keep_bounds_the_folder(tmp_path: Path) -> None:
     """Five captures with keep=2 leave exactly the two newest camera stills on disk."""
-    store = EvidenceStore(tmp_path, screen=None, keep=2)
+    store = LocalEvidence(tmp_path, screen=None, keep=2)
     shas = []
     for i in range(5):
         image = np.full((48, 64, 3), 40 * i, dtype=np.uint8)

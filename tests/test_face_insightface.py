@@ -31,7 +31,7 @@ from agent.face.models import (
     missing_pack_message,
     release_url,
 )
-from telework.cli import Parser
+from telework.cli_base import Parser
 from telework.cli_models import add_parsers
 
 PACK = "tiny_pack"

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import text
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -450,7 +451,10 @@ async def test_auth_cache_keeps_valid_identities_for_the_ttl(database_url: str) 
     now = [100.0]
     auth = Authenticator(lambda t: lookup_token(engine, t), ttl_s=30.0, clock=lambda: now[0])
     try:
-        identity = AgentIdentity(tenant=tenant, agent_id=agent_id, user="Alice", revoked=False)
+        with engine.connect() as conn:
+            query = text("SELECT id FROM tw_user WHERE tenant_id = :t")
+            alice = conn.execute(query, {"t": tenant}).scalar_one()
+        identity = AgentIdentity(tenant=tenant, agent_id=agent_id, user="Alice", revoked=False, user_id=alice)
         assert await auth.authenticate(token) == identity
         revoke_agent(engine, agent_id)
         now[0] = 129.0

@@ -6,7 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workers.incidents import Draft, Plan, Stored, build_incidents, plan, window_start
+from workers.incidents import Draft, Plan, StoredIncident, build_incidents, plan, window_start
 from workers.intervals import Ev
 
 T0 = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
@@ -103,8 +103,8 @@ def test_out_of_order_duplicates_open_and_orphan_end() -> None:
     )
 
 
-def _stored(id_: int, start: float, end: float | None, *events: str, locked: bool = False) -> Stored:
-    return Stored(
+def _stored(id_: int, start: float, end: float | None, *events: str, locked: bool = False) -> StoredIncident:
+    return StoredIncident(
         id=id_,
         kind="peeking",
         started_at=at(start),

@@ -6,7 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workers.intervals import Changes, Ev, Span, build_intervals, diff, splice, window_start
+from workers.intervals import Changes, Ev, IntervalSpan, build_intervals, diff, splice, window_start
 
 T0 = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)  # 09:00 in Tokyo
 
@@ -39,8 +39,8 @@ def span(
     end: float | None,
     end_seq: int | None,
     by: str = "event",
-) -> Span:
-    return Span(
+) -> IntervalSpan:
+    return IntervalSpan(
         kind=kind,
         value=value,
         started_at=at(start),

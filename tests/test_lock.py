@@ -35,7 +35,9 @@ def have(*names: str):
         ("darwin", {"DISPLAY": ":0"}, (), LockPlan(None, reason="screen locking is not supported on darwin")),
     ],
 )  # fmt: skip
-def test_lock_command_per_platform(platform: str, env: dict, programs: tuple, plan: LockPlan) -> None:
+def test_lock_command_per_platform(
+    platform: str, env: dict[str, str], programs: tuple[str, ...], plan: LockPlan
+) -> None:
     """Windows: LockWorkStation; Linux: loginctl in a logind session, else the desktop's screensaver."""
     assert lock_command(platform, env, have(*programs)) == plan
 

@@ -21,6 +21,7 @@ from telework.cli import main
 
 TABLES = {
     "agent_device",
+    "agent_settings_change",
     "alembic_version",
     "audit_log",
     "daily_rollup",
@@ -28,6 +29,7 @@ TABLES = {
     "event",
     "evidence_object",
     "face_template",
+    "group_agent_settings",
     "incident",
     "interval",
     "membership",
@@ -36,8 +38,10 @@ TABLES = {
     "task",
     "task_rollup",
     "tenant",
+    "tenant_agent_settings",
     "tw_group",
     "tw_user",
+    "user_agent_settings",
 }
 
 
@@ -46,9 +50,9 @@ def _url(engine: Engine) -> str:
 
 
 def test_migrated_database_matches_the_models(engine: Engine) -> None:
-    """After upgrade: revision 0003 (head), every table, no difference from the models, check passes."""
-    assert head_revision() == "0003"
-    assert current_revision(engine) == "0003"
+    """After upgrade: revision 0004 (head), every table, no difference from the models, check passes."""
+    assert head_revision() == "0004"
+    assert current_revision(engine) == "0004"
     assert set(inspect(engine).get_table_names()) == TABLES
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), import_tables()) == []
@@ -62,7 +66,7 @@ def test_downgrade_to_base_and_upgrade_again(engine: Engine) -> None:
     with pytest.raises(SchemaError) as err:
         check_schema(engine)
     assert str(err.value) == f"database {_url(engine)} has no schema; run `telework db upgrade` first"
-    assert upgrade(engine) == "0003"
+    assert upgrade(engine) == "0004"
     assert set(inspect(engine).get_table_names()) == TABLES
     check_schema(engine)
 
@@ -73,7 +77,7 @@ def test_database_behind_head_names_both_revisions(engine: Engine) -> None:
     with pytest.raises(SchemaError) as err:
         check_schema(engine)
     assert str(err.value) == (
-        f"database {_url(engine)} is at revision 0001, this code needs 0003; run `telework db upgrade`"
+        f"database {_url(engine)} is at revision 0001, this code needs 0004; run `telework db upgrade`"
     )
 
 
@@ -98,10 +102,10 @@ def test_create_all_era_database_is_stamped_and_upgraded_keeping_rows(engine: En
     with pytest.raises(SchemaError) as err:
         check_schema(engine)
     assert str(err.value) == (
-        f"database {_url(engine)} has the schema of an older release, this code needs revision 0003; "
+        f"database {_url(engine)} has the schema of an older release, this code needs revision 0004; "
         "run `telework db upgrade`"
     )
-    assert upgrade(engine) == "0003"
+    assert upgrade(engine) == "0004"
     check_schema(engine)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT login, language, time_zone FROM tw_user")).all()
@@ -116,5 +120,18 @@ def test_cli_db_upgrade_applies_the_migrations(
     downgrade(engine, "0001")
     monkeypatch.setenv("TELEWORK_DATABASE_URL", database_url)
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr().out == "database schema at revision 0003\n"
-    assert current_revision(engine) == "0003"
+    assert capsys.readouterr().out == "database schema at revision 0004\n"
+    assert current_revision(engine) == "0004"
+
+
+def test_the_versions_package_lists_every_revision() -> None:
+    """storage/migrations/versions/__init__.py names each revision file, so a reader sees the history."""
+    from pathlib import Path
+
+    import storage.migrations.versions as versions
+
+    folder = Path(versions.__file__).parent
+    revisions = sorted(p.name.split("_", 1)[0] for p in folder.glob("[0-9][0-9][0-9][0-9]_*.py"))
+    doc = versions.__doc__ or ""
+    assert [r for r in revisions if f"{r} " not in doc] == []
+    assert len(revisions) >= 3

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -21,7 +23,7 @@ from realtime.protocol import (
     new_event_id,
 )
 from workers.dead_letter import DeadLetterReason, classify, dead_letter
-from workers.persist import persist_batch, to_row
+from workers.persist_store import persist_batch, to_row
 from workers.run import run_worker
 
 JST = timezone(timedelta(hours=9))
@@ -83,7 +85,7 @@ def test_classify_reasons_name_expected_and_arrived():
     two_bad["tenant"] = "Bad Tenant"
     two_bad["event"]["seq"] = 0
     wrong_type = dict(good, event=dict(good["event"], type="lunch"))
-    cases = {
+    cases: dict[str, tuple[Mapping[Any, Any], str]] = {
         "no e": ({"x": "1", "y": "2"}, "entry has no field 'e'; fields: x, y"),
         "deleted": ({}, "entry has no fields (deleted or trimmed from the stream before it was persisted)"),
         "not json": (

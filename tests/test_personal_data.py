@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from core.settings import ServerSettings
-from storage import accounts, audit
+from storage import accounts, hash_chain_store
 from storage.activity import EventRecord, Incident, Interval
 from storage.audit_models import AuditEntry
 from storage.crypto import sha256_hex
@@ -134,7 +134,9 @@ def _world(engine: Engine, store: EvidenceStore, hold: bool = False) -> dict[str
             created_at=T,
         ),
     )
-    audit.record(engine, actor="aiko", action="evidence.view", target="evidence:x", tenant_id="acme", at=T)
+    hash_chain_store.record(
+        engine, actor="aiko", action="evidence.view", target="evidence:x", tenant_id="acme", at=T
+    )
     return {"aiko": aiko, "ben": ben, "incident": incident, "ben_still": ben_still}
 
 
@@ -165,6 +167,8 @@ def test_export_user_bundle(engine: Engine, store: EvidenceStore, tmp_path: Path
         "daily_rollup": 0,
         "task_rollup": 0,
         "rollup_dirty": 0,
+        "user_agent_settings": 0,
+        "agent_settings_change": 0,
         "audit_log": 1,
     }
     assert files == {
@@ -197,6 +201,8 @@ def test_erase_user(engine: Engine, store: EvidenceStore) -> None:
         "daily_rollup": 0,
         "task_rollup": 0,
         "rollup_dirty": 0,
+        "user_agent_settings": 0,
+        "agent_settings_change": 0,
         "agent_device_unlinked": 1,
         "tw_user": 1,
     }
@@ -221,7 +227,7 @@ def test_erase_user(engine: Engine, store: EvidenceStore) -> None:
         2,
     )
     assert "aiko" not in json.dumps(last.detail)
-    report = audit.verify(engine, store)
+    report = hash_chain_store.verify(engine, store)
     assert (report.entries, report.evidence, report.problems) == (2, 1, [])
 
 

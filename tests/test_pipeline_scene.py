@@ -17,7 +17,7 @@ import pytest
 from agent.capture.scene import Appearance, Scene, SceneSource
 from agent.client import AgentSession
 from agent.detect.pipeline import Pipeline
-from agent.evidence import EvidenceStore
+from agent.evidence import LocalEvidence
 from agent.face.dlib_engine import DlibEngine
 from agent.face.enroll import enroll, load_images
 from agent.face.templates import Template, best_match
@@ -77,7 +77,7 @@ def _play(
     session = _session(settings)
     source = SceneSource(scene, detect=DlibEngine(detect_width=2000).detect)
     pipeline = Pipeline(engine, lambda e: best_match(template, e), settings)
-    store = EvidenceStore(folder)
+    store = LocalEvidence(folder)
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("DISPLAY", raising=False)
         mp.delenv("WAYLAND_DISPLAY", raising=False)

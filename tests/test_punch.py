@@ -47,7 +47,9 @@ def test_accepted_punch_in_emits_verified_duty_start() -> None:
          {"distance": 0.52, "threshold": 0.4}),
     ],
 )  # fmt: skip
-def test_refusals_say_why(verification: Verification | None, now: float, reason: str, params: dict) -> None:
+def test_refusals_say_why(
+    verification: Verification | None, now: float, reason: str, params: dict[str, object]
+) -> None:
     """No frame, camera unavailable, a stale frame, no face, an unverified face, another face: refused."""
     d = decide(PunchRequest("in"), verification, DutyState(), threshold=0.40, now=now)
     assert (d.accepted, d.reason, d.params, d.payloads, d.state) == (False, reason, params, (), DutyState())
@@ -197,14 +199,12 @@ async def test_stranger_in_the_users_place_is_refused_despite_the_tracker() -> N
 
 
 def test_tasks_offered_by_the_server_replace_the_stand_in_list() -> None:
-    """Without server tasks the TELEWORK_AGENT_TASKS stand-in applies; a welcome listing tasks replaces it."""
-
-    class Welcome:
-        tasks = ("Support",)
-
+    """Without server tasks the TELEWORK_AGENT_TASKS stand-in applies; tasks the server offers replace it."""
     session = Recorder()
     desk = Desk(session, watched_pipeline(), tasks=("Design",))
     assert desk.offered_tasks() == ("Design",)
-    session.welcome = Welcome()
+    session.tasks = ()  # the tenant has no tasks
+    assert desk.offered_tasks() == ("Design",)
+    session.tasks = ("Support",)
     assert desk.offered_tasks() == ("Support",)
     assert Desk(Recorder(), watched_pipeline()).offered_tasks() is None

@@ -25,3 +25,31 @@ def test_readme_shows_the_two_commands() -> None:
     """A newcomer finds `make demo` and `make test` in the README."""
     assert "make demo" in README
     assert "make test" in README
+
+
+def _architecture() -> str:
+    return README.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+
+
+def test_architecture_names_every_layer_of_the_import_rule() -> None:
+    """The README's layer picture shows each layer the import-rule test enforces."""
+    from tests.test_layers import LAYERS
+
+    picture = _architecture().split("```")[1]
+    assert [layer for layer in LAYERS if layer.replace(".", "/") + "/" not in picture] == []
+
+
+def test_architecture_paths_exist() -> None:
+    """Every file the Architecture section points to exists (bare names are siblings of the last path)."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    missing, folder = [], Path()
+    for name in re.findall(r"`([a-z_/]+(?:\.py|/))`", _architecture()):
+        path = Path(name)
+        if len(path.parts) > 1:
+            folder = path.parent if name.endswith(".py") else path
+        target = root / path if len(path.parts) > 1 else root / folder / path
+        if not target.exists():
+            missing.append(name)
+    assert missing == []

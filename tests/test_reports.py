@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from storage.accounts import create_user
 from tests.test_rollup import FRI, MON, NOW, TUE, WED, a_week, add_interval, jst
 from workers.analytics import PeriodStats, TaskTime, summarise
+from workers.analytics_store import recompute
 from workers.reports import (
     ReportError,
     TaskRow,
@@ -20,7 +21,6 @@ from workers.reports import (
     monthly_attendance,
     task_time,
 )
-from workers.rollup_store import recompute
 
 
 def test_monthly_attendance_sums_the_rollups(engine: Engine) -> None:

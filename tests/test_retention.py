@@ -22,8 +22,8 @@ from storage.evidence_store import EvidenceStore, open_store, save_evidence
 from storage.keyring import ensure_master_key
 from storage.models import Tenant
 from tests.waiting import wait_until_sync
-from workers.retention import run_loop, run_once
-from workers.retention_plan import RetentionPolicy, data_cutoff, face_erase_due
+from workers.retention import RetentionPolicy, data_cutoff, face_erase_due
+from workers.retention_store import run_loop, run_once
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 CUTOFF = NOW - timedelta(days=90)

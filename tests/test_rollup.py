@@ -16,9 +16,7 @@ from core.settings import ServerSettings
 from storage.accounts import create_tenant, create_user
 from tests.waiting import wait_until
 from workers.analytics import ScheduleDay
-from workers.rebuild import ROLLUP_DIRTY, mark_dirty
-from workers.rollup import RollupWorker
-from workers.rollup_store import (
+from workers.analytics_store import (
     DAILY,
     INCIDENTS,
     INTERVALS,
@@ -29,6 +27,8 @@ from workers.rollup_store import (
     rebuild_rollups,
     recompute,
 )
+from workers.intervals_store import ROLLUP_DIRTY, mark_dirty
+from workers.rollup import RollupWorker
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 MON = date(2026, 3, 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -161,6 +162,19 @@ def test_image_folder_source_plays_images_at_fps() -> None:
     assert first is not None and second is not None and third is None
     assert (first.t, second.t) == (0.0, 0.25) and first.image.shape == (2204, 970, 3)
     assert source.ended
+
+
+def test_image_folder_source_tells_the_time_of_its_next_frame(tmp_path: Path) -> None:
+    """``t`` is the time the next read's frame has: 0.0, then 0.5 at 2 frames/s, and 1.0 once ended."""
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((8, 8, 3), 128, np.uint8))
+    source = ImageFolderSource(tmp_path, fps=2.0)
+    before = source.t
+    first = source.read()
+    assert (before, first.t if first is not None else None, source.t) == (0.0, 0.0, 0.5)
+    second = source.read()
+    assert (second.t if second is not None else None, source.t) == (0.5, 1.0)
+    assert (source.read(), source.ended, source.t) == (None, True, 1.0)
 
 
 @needs_faces

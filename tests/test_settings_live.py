@@ -1,7 +1,9 @@
-"""Settings pushed by the server change the running agent's behaviour within a second, without a restart."""
+"""Settings pushed by the server change the running agent's behaviour within a second, without a restart;
+the gateway sends each session its user's effective settings from the database, also after Redis lost them."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -9,8 +11,14 @@ import redis.asyncio as aioredis
 
 from agent.client import AgentSession
 from agent.desk import Desk
-from realtime.protocol import AgentSettings, IncidentEvent
-from realtime.tenant_settings import publish_settings
+from core.settings import ServerSettings
+from realtime import keys
+from realtime.protocol import AgentSettings, IncidentEvent, SettingsPush
+from realtime.tenant_settings import publish_layers, publish_settings
+from storage.accounts import create_agent
+from storage.agent_settings_store import change_settings, load_layers
+from storage.db import make_engine
+from telework.admin_settings import set_settings
 from tests.desk_world import (
     USER,
     LockRecorder,
@@ -21,7 +29,10 @@ from tests.desk_world import (
     watched_pipeline,
 )
 from tests.test_agent_client import FAST, running, stream_records, world
+from tests.test_gateway import Running, gateway_on, recv, session
 from tests.waiting import wait_until
+
+ALICE = AgentSettings(threshold_level=5, away_after_s=90.0)  # tenant: threshold 5; alice: away after 90 s
 
 
 async def test_pushed_analysis_fps_applies_to_the_frame_being_awaited(
@@ -85,3 +96,68 @@ async def test_pushed_lock_action_and_camera_delay_apply_to_the_next_incident(
         }  # fmt: skip
         assert elapsed < 1.0
         assert [n.key for n in desk.notices] == ["notice.lock"]
+
+
+def _store_alice_settings(running: Running) -> None:
+    """Tenant: threshold level 5; its user alice (the agent's user): away after 90 s. Database only."""
+    engine = make_engine(running.database_url)
+    try:
+        change_settings(engine, running.tenant, {"threshold_level": 5}, actor="test")
+        change_settings(engine, running.tenant, {"away_after_s": 90}, login="alice", actor="test")
+    finally:
+        engine.dispose()
+
+
+async def test_flushed_redis_new_session_gets_the_database_values(
+    database_url: str, redis_url: str, aredis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """Settings stored while Redis knew nothing reach the welcome; after FLUSHDB the next session still gets
+    the database values (one database read refills the cache), not the defaults."""
+    async with gateway_on(database_url, redis_url, tmp_path) as gw:
+        _store_alice_settings(gw)
+        async with session(gw) as (_ws, welcome):
+            assert welcome.settings == ALICE
+        assert gw.gateway.agent_settings.reads == 1
+        assert await aredis.exists(keys.settings_key(gw.tenant)) == 1
+        await aredis.flushdb()
+        async with session(gw) as (_ws, welcome):
+            assert welcome.settings == ALICE
+        assert gw.gateway.agent_settings.reads == 2
+        async with session(gw) as (_ws, welcome):  # the cache is filled again: no third read
+            assert welcome.settings == ALICE
+        assert gw.gateway.agent_settings.reads == 2
+
+
+async def test_a_change_pushes_each_session_its_users_effective_settings(
+    database_url: str, redis_url: str, aredis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """`admin settings set` for user alice pushes alice's agent her effective settings (tenant + her own)
+    and an agent without a user the tenant's; after an unreadable announcement the gateway reads the
+    settings itself (cache, else database) and pushes the same values again."""
+    async with gateway_on(database_url, redis_url, tmp_path) as gw:
+        engine = make_engine(database_url)
+        try:
+            spare = create_agent(engine, gw.tenant, "spare-pc")  # no user
+            change_settings(engine, gw.tenant, {"threshold_level": 5}, actor="test")
+            await publish_layers(aredis, gw.tenant, load_layers(engine, gw.tenant))
+            async with (
+                session(gw) as (alice_ws, alice_welcome),
+                session(gw, spare) as (spare_ws, spare_welcome),
+            ):
+                assert (alice_welcome.settings, spare_welcome.settings) == (
+                    AgentSettings(threshold_level=5),
+                    AgentSettings(threshold_level=5),
+                )
+                await asyncio.wait_for(gw.gateway.subscribed.wait(), 5)
+                server = ServerSettings(data_dir=tmp_path, redis_url=redis_url, database_url=database_url)
+                outcome = await asyncio.to_thread(
+                    set_settings, server, engine, gw.tenant, {"away_after_s": 90}, login="alice", actor="test"
+                )
+                assert outcome.not_pushed is None
+                assert await recv(alice_ws) == SettingsPush(settings=ALICE)
+                assert await recv(spare_ws) == SettingsPush(settings=AgentSettings(threshold_level=5))
+                await aredis.publish(keys.settings_channel(gw.tenant), "not json")
+                assert await recv(alice_ws) == SettingsPush(settings=ALICE)
+                assert await recv(spare_ws) == SettingsPush(settings=AgentSettings(threshold_level=5))
+        finally:
+            engine.dispose()

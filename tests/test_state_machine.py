@@ -7,7 +7,7 @@ from typing import cast
 
 import pytest
 
-from agent.detect.classify import Label, Observation
+from agent.detect.classify import Observation
 from agent.detect.state_machine import (
     MachineParams,
     MachineState,
@@ -15,7 +15,7 @@ from agent.detect.state_machine import (
     incident_phases,
     step,
 )
-from realtime.protocol import AgentSettings
+from realtime.protocol import AgentSettings, PresenceState
 
 P = MachineParams.from_settings(AgentSettings())  # away 30 s, incident 3 s, peeking 1 s, camera 2 s
 DT = 0.5  # 2 analysed frames per second
@@ -27,7 +27,7 @@ def _run(
     ms = ms or MachineState()
     out = []
     for i, label in enumerate(labels):
-        ms, tr = step(ms, Observation(start + i * DT, cast(Label, label), 0.55), params)
+        ms, tr = step(ms, Observation(start + i * DT, cast(PresenceState, label), 0.55), params)
         if tr is not None:
             out.append(tr)
     return ms, out
@@ -62,7 +62,7 @@ def test_first_state_after_confirm_window_with_trace() -> None:
 
 
 @pytest.mark.parametrize("bad", ["away", "peeking", "impersonation", "camera_blocked", "camera_unavailable"])
-def test_one_bad_frame_never_flips(bad: Label) -> None:
+def test_one_bad_frame_never_flips(bad: PresenceState) -> None:
     """A single frame of any other label between present frames changes nothing, even with tiny windows."""
     tiny = MachineParams(
         away_after_s=0.01,

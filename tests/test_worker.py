@@ -1,4 +1,4 @@
-"""The persistence worker against real Redis and real SQLite/PostgreSQL databases."""
+"""The persistence worker (stream consumer + persistence handler) against real Redis and databases."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ from realtime import keys
 from realtime.protocol import DeadLetter, StateEvent, StatePayload, StreamEvent, encode, new_event_id
 from tests.conftest import ROOT
 from tests.waiting import wait_until
-from workers.consumer import PersistWorker
+from workers.consumer import StreamConsumer
 from workers.dead_letter import text_of
+from workers.persist import persist_consumer
 
 GROUP = keys.PERSIST_GROUP
 
@@ -77,7 +78,7 @@ def settings_for(redis_url: str, database_url: str, tmp_path: Path, **extra: obj
     return ServerSettings.model_validate(values)
 
 
-W = TypeVar("W", bound=PersistWorker)
+W = TypeVar("W", bound=StreamConsumer[Any])
 
 
 @asynccontextmanager
@@ -125,14 +126,17 @@ async def test_batch_persisted_once_and_acked(aredis, redis_url, database_url, e
     tenant, n = new_tenant(), 300
     batch = events(tenant, n)
     await produce(aredis, tenant, batch)
-    worker = PersistWorker(settings_for(redis_url, database_url, tmp_path, worker_batch=100), engine, aredis)
+    worker = persist_consumer(
+        settings_for(redis_url, database_url, tmp_path, worker_batch=100), engine, aredis
+    )
     async with running(worker):
         await wait_until(settled(aredis, engine, tenant, n), timeout=20, what=f"{n} rows, 0 pending")
         await produce(aredis, tenant, batch)
         await wait_until(lambda: worker.stats.read == 2 * n, timeout=20, what="duplicates read")
         await wait_until(settled(aredis, engine, tenant, n), timeout=20, what="duplicates acked")
     assert await count_rows(engine, tenant) == n
-    assert (worker.stats.inserted, worker.stats.duplicates, worker.stats.dead_lettered) == (n, n, 0)
+    stored = worker.handler.stats
+    assert (stored.inserted, stored.duplicates, worker.stats.dead_lettered) == (n, n, 0)
     assert await aredis.xlen(keys.dead_letter_stream(tenant)) == 0
 
 
@@ -144,7 +148,7 @@ async def test_malformed_entries_dead_lettered(aredis, redis_url, database_url, 
     bad = [{"x": "1"}, {keys.ENTRY_FIELD: "{not json"}, {keys.ENTRY_FIELD: json.dumps(naive)}]
     good = events(tenant, 3)
     ids = await produce(aredis, tenant, [good[0], bad[0], good[1], bad[1], bad[2], good[2]])
-    worker = PersistWorker(settings_for(redis_url, database_url, tmp_path), engine, aredis)
+    worker = persist_consumer(settings_for(redis_url, database_url, tmp_path), engine, aredis)
     async with running(worker):
         await wait_until(settled(aredis, engine, tenant, 3), timeout=20, what="3 rows, 0 pending")
         letters = await wait_until(
@@ -162,7 +166,7 @@ async def test_malformed_entries_dead_lettered(aredis, redis_url, database_url, 
     ]
     assert {d.stream for d in letters} == {keys.events_stream(tenant)}
     assert await count_rows(engine, tenant) == 3
-    assert (worker.stats.inserted, worker.stats.dead_lettered) == (3, 3)
+    assert (worker.handler.stats.inserted, worker.stats.dead_lettered) == (3, 3)
 
 
 async def _none_pending(client: aioredis.Redis, tenant: str) -> bool:
@@ -186,7 +190,7 @@ async def test_over_delivered_entry_dead_lettered(aredis, redis_url, database_ur
     settings = settings_for(
         redis_url, database_url, tmp_path, max_deliveries=5, claim_idle_ms=100, claim_interval_s=0.05
     )
-    worker = PersistWorker(settings, engine, aredis)
+    worker = persist_consumer(settings, engine, aredis)
     async with running(worker):
         letters = await wait_until(
             lambda: _at_least(dead_letters(aredis, tenant), 1), timeout=10, what="letter"
@@ -206,12 +210,12 @@ async def test_own_pending_entries_reconciled_at_start(aredis, redis_url, databa
     await produce(aredis, tenant, events(tenant, 40))
     await aredis.xreadgroup(GROUP, "w1", {stream: ">"}, count=40)  # the previous w1 died here
     assert await pending(aredis, tenant) == 40
-    worker = PersistWorker(
+    worker = persist_consumer(
         settings_for(redis_url, database_url, tmp_path, claim_idle_ms=600_000), engine, aredis
     )
     async with running(worker):
         await wait_until(settled(aredis, engine, tenant, 40), timeout=20, what="40 rows, 0 pending")
-    assert (worker.stats.inserted, worker.stats.claimed, worker.stats.dead_lettered) == (40, 0, 0)
+    assert (worker.handler.stats.inserted, worker.stats.claimed, worker.stats.dead_lettered) == (40, 0, 0)
 
 
 async def test_two_workers_store_every_event_once(aredis, redis_url, database_url, engine, tmp_path):
@@ -220,7 +224,7 @@ async def test_two_workers_store_every_event_once(aredis, redis_url, database_ur
     for tenant in tenants:
         await produce(aredis, tenant, events(tenant, 500, agent="pc-a") + events(tenant, 500, agent="pc-b"))
     workers = [
-        PersistWorker(
+        persist_consumer(
             settings_for(redis_url, database_url, tmp_path, worker_name=name, worker_batch=50), engine, aredis
         )
         for name in ("w1", "w2")
@@ -228,9 +232,9 @@ async def test_two_workers_store_every_event_once(aredis, redis_url, database_ur
     async with running(workers[0]), running(workers[1]):
         for tenant in tenants:
             await wait_until(settled(aredis, engine, tenant, 1000), timeout=30, what=f"{tenant}: 1000 rows")
-    assert sum(w.stats.inserted for w in workers) == 2000
+    assert sum(w.handler.stats.inserted for w in workers) == 2000
     assert sum(w.stats.read for w in workers) == 2000
-    assert sum(w.stats.duplicates for w in workers) == 0
+    assert sum(w.handler.stats.duplicates for w in workers) == 0
 
 
 class DatabaseLock:
@@ -299,7 +303,7 @@ async def test_sigkilled_worker_entries_claimed_exactly_once(
         settings = settings_for(
             redis_url, database_url, tmp_path, worker_name="w2", claim_idle_ms=100, claim_interval_s=0.05
         )
-        worker = PersistWorker(settings, engine, aredis)
+        worker = persist_consumer(settings, engine, aredis)
         async with running(worker):
             await wait_until(settled(aredis, engine, tenant, n), timeout=30, what=f"{n} rows, 0 pending")
     finally:
@@ -309,14 +313,14 @@ async def test_sigkilled_worker_entries_claimed_exactly_once(
         if not released:
             lock.release()
     assert await count_rows(engine, tenant) == n
-    assert (worker.stats.claimed, worker.stats.inserted, worker.stats.dead_lettered) == (n, n, 0)
+    assert (worker.stats.claimed, worker.handler.stats.inserted, worker.stats.dead_lettered) == (n, n, 0)
 
 
 async def test_deleted_stream_recreated_and_consumed(aredis, redis_url, database_url, engine, tmp_path):
     """A tenant stream deleted under a blocked worker is recreated; later events are still stored."""
     tenant = new_tenant()
     await produce(aredis, tenant, events(tenant, 5))
-    worker = PersistWorker(
+    worker = persist_consumer(
         settings_for(redis_url, database_url, tmp_path, worker_block_ms=2000), engine, aredis
     )
     async with running(worker):
@@ -324,7 +328,7 @@ async def test_deleted_stream_recreated_and_consumed(aredis, redis_url, database
         await aredis.delete(keys.events_stream(tenant))
         await produce(aredis, tenant, events(tenant, 7))
         await wait_until(settled(aredis, engine, tenant, 12), timeout=20, what="12 rows after the delete")
-    assert worker.stats.inserted == 12
+    assert worker.handler.stats.inserted == 12
 
 
 async def test_bytes_client_dead_letters_non_utf8_entry(redis_url, database_url, engine, tmp_path):
@@ -334,7 +338,7 @@ async def test_bytes_client_dead_letters_non_utf8_entry(redis_url, database_url,
     text_client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
         ids = await produce(raw, tenant, [{b"e": b"\xff{}"}, *events(tenant, 1)])
-        worker = PersistWorker(settings_for(redis_url, database_url, tmp_path), engine, raw)
+        worker = persist_consumer(settings_for(redis_url, database_url, tmp_path), engine, raw)
         async with running(worker):
             await wait_until(settled(text_client, engine, tenant, 1), timeout=20, what="1 row")
             letters = await wait_until(lambda: _at_least(dead_letters(text_client, tenant), 1), timeout=10)
@@ -376,7 +380,7 @@ async def test_sigterm_stops_worker_process_cleanly(aredis, redis_url, database_
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    assert "persist worker stopped" in log_path.read_text()
+    assert "consumer stopped" in log_path.read_text()
 
 
 async def test_row_the_database_rejects_is_dead_lettered(aredis, redis_url, database_url, engine, tmp_path):
@@ -394,7 +398,7 @@ async def test_row_the_database_rejects_is_dead_lettered(aredis, redis_url, data
     )
     good = events(tenant, 2)
     ids = await produce(aredis, tenant, [good[0], {keys.ENTRY_FIELD: encode(long_session)}, good[1]])
-    worker = PersistWorker(settings_for(redis_url, database_url, tmp_path), engine, aredis)
+    worker = persist_consumer(settings_for(redis_url, database_url, tmp_path), engine, aredis)
     async with running(worker):
         await wait_until(settled(aredis, engine, tenant, 2), timeout=20, what="2 rows, 0 pending")
         letters = await wait_until(lambda: _at_least(dead_letters(aredis, tenant), 1), timeout=10)

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import sys
 
-from core.config import ConfigError
 from core.logs import setup_logging
+from core.process import run_command
 from core.settings import load_server_settings
-from storage.db import SchemaError
 from workers.run import run_worker
 
 
+def _worker() -> None:
+    settings = load_server_settings()
+    setup_logging(settings.log_level)
+    run_worker(settings)
+
+
 def main() -> int:
-    try:
-        settings = load_server_settings()
-        setup_logging(settings.log_level)
-        run_worker(settings)
-    except (ConfigError, SchemaError) as exc:
-        sys.stderr.write(f"telework worker: {exc}\n")
-        return 2
-    return 0
+    """Run the worker; a bad setting or an unmigrated database is one line on stderr and exit 2."""
+    return run_command("telework worker", _worker)
 
 
 if __name__ == "__main__":

@@ -39,10 +39,13 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from realtime.protocol import USER_SEEN_STATES, PresenceState
+
 IntervalKind = Literal["duty", "presence", "task"]
 INTERVAL_KINDS: tuple[str, ...] = ("duty", "presence", "task")
-PRESENT_STATES = frozenset({"present", "peeking"})
-AWAY_STATES = frozenset({"away", "impersonation"})
+# Presence states are the wire protocol's; here only how attendance counts them.
+PRESENT_STATES: frozenset[PresenceState] = frozenset(USER_SEEN_STATES)  # present, peeking
+AWAY_STATES: frozenset[PresenceState] = frozenset({"away", "impersonation"})
 DEFAULT_TIME_ZONE = "Asia/Tokyo"
 ZERO = timedelta(0)
 
@@ -52,7 +55,7 @@ class AnalyticsError(ValueError):
 
 
 @dataclass(frozen=True)
-class Span:
+class DaySpan:
     """One interval of a user: ``kind`` duty | presence | task; ``value`` the state or task name.
 
     ``end`` None means still open. Datetimes must be timezone-aware.
@@ -162,7 +165,7 @@ def planned_window(plan: ScheduleDay, tz: tzinfo) -> tuple[datetime, datetime] |
 Piece = tuple[datetime, datetime]
 
 
-def closed(span: Span, now: datetime) -> Piece | None:
+def closed(span: DaySpan, now: datetime) -> Piece | None:
     """The span as a UTC (start, end) pair, an open one clipped at ``now``; None when empty."""
     start = utc(span.start)
     end = utc(span.end) if span.end is not None else max(utc(now), start)
@@ -201,7 +204,7 @@ def seconds(value: timedelta) -> int:
 # --------------------------------------------------------------------- the maths
 
 
-def shifts_by_day(duties: Iterable[Span], tz: tzinfo, now: datetime) -> dict[date, list[Piece]]:
+def shifts_by_day(duties: Iterable[DaySpan], tz: tzinfo, now: datetime) -> dict[date, list[Piece]]:
     """Duty time grouped by the local day each (merged) shift starts in."""
     pieces = union(p for d in duties if d.kind == "duty" and (p := closed(d, now)) is not None)
     out: dict[date, list[Piece]] = {}
@@ -288,7 +291,7 @@ def day_stats(
 
 
 def compute_days(
-    spans: Iterable[Span],
+    spans: Iterable[DaySpan],
     incidents: Iterable[IncidentMark],
     schedule: Mapping[date, ScheduleDay],
     days: Iterable[date],

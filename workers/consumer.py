@@ -1,19 +1,39 @@
-"""The persistence worker: tenant event streams -> database, in a Redis consumer group.
+"""The one stream consumer: every tenant's event stream, in a Redis consumer group, fed to a handler.
 
-One loop per process, no background tasks:
+A loop steered by named exceptions (as arq's worker is by ``Retry``). The consumer
+owns everything about the streams; a :class:`BatchHandler` only says what a batch
+means (persistence: :mod:`workers.persist`; the builder: :mod:`workers.builder`).
+
+The loop, one per process:
 
 * discover tenants from ``SMEMBERS tw:tenants`` (every ``tenant_refresh_s``) and
-  create the ``persist`` group on each stream (from ID 0, MKSTREAM, idempotent);
-* at start, re-read this consumer's own pending entries (ID 0) and claim
-  entries idle past ``claim_idle_ms`` from dead consumers (XAUTOCLAIM); claim
-  again every ``claim_interval_s``;
-* otherwise XREADGROUP ``>`` over every tenant stream, decode, persist the batch
-  in one transaction (in a thread), and XACK only after the commit;
+  create the group on each stream (from ID 0, MKSTREAM, idempotent);
+* at start, re-read this consumer's own pending entries (ID 0) and claim entries
+  idle past ``claim_idle_ms`` from dead consumers (XAUTOCLAIM); claim again every
+  ``claim_interval_s``; run each :class:`Periodic` hook when it is due (first at start);
+* otherwise XREADGROUP ``>`` over every tenant stream, decode, hand the batch to the
+  handler, and XACK only after the handler returned (it returns after its commit).
+  The next batch is read while the handler works on this one; batches are handled
+  and acked one after the other, in order;
 * entries that do not decode, or were delivered more than ``max_deliveries``
-  times, go to the tenant's dead-letter stream (then XACK); nothing is dropped.
+  times, go to the tenant's dead-letter stream (then XACK) before the handler sees
+  the batch; nothing is dropped.
 
-Several workers share the group (distinct ``worker_name``); the event id is the
-primary key, so an entry processed twice (claimed after a crash) is stored once.
+What a handler (or a hook) may raise (the contract is :mod:`workers.handling`):
+
+* :class:`RetryLater` - transient (the database is down): the same batch is handed
+  over again after a capped exponential pause (0.5 s doubling to 10 s); its entries
+  stay pending meanwhile. A stop request during the pause stops the consumer with
+  the batch still pending (re-read at the next start).
+* :class:`PoisonEntries` - these entries of the batch are poison: each goes to the
+  dead-letter stream with its reason, then is acked; the rest of the batch was
+  handled and is acked.
+* :class:`StopConsumer` - stop cleanly now; the batch in hand stays pending.
+
+Anything else is a defect: it ends :meth:`StreamConsumer.run` (the entries stay
+pending, are claimed later, and are dead-lettered once over-delivered).
+
+Stop: setting the stop event ends the loop after the batch in hand is handled and acked.
 """
 
 from __future__ import annotations
@@ -22,23 +42,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from core.settings import ServerSettings
 from realtime import keys
-from realtime.protocol import StreamEvent
 from workers.dead_letter import DeadLetterReason, classify, dead_letter, send_dead_letters, text_of
-from workers.persist import copy_batch, persist_batch, to_row
+from workers.handling import BatchHandler, Entry, Message, Periodic, PoisonEntries, RetryLater, StopConsumer
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +62,22 @@ PROGRESS_EVERY_S = 10.0
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
 
-# (stream, entry id, raw fields, deliveries)
-Entry = tuple[str, str, Any, int]
-
-
-class Stopped(Exception):
-    """The stop event was set while a batch could not be committed; it stays pending."""
+T = TypeVar("T")
 
 
 @dataclass
-class WorkerStats:
+class ConsumerStats:
     read: int = 0
-    inserted: int = 0
-    duplicates: int = 0
+    acked: int = 0
     dead_lettered: int = 0
     claimed: int = 0
     batches: int = 0
+    retries: int = 0
+
+
+def next_delay(delay: float) -> float:
+    """The pause after ``delay``: doubled, at most ``RETRY_MAX_S``."""
+    return min(delay * 2, RETRY_MAX_S)
 
 
 def utcnow() -> datetime:
@@ -81,29 +97,57 @@ def stream_entries(response: Any) -> list[tuple[str, list[tuple[Any, Any]]]]:
     return out
 
 
-class PersistWorker:
-    """Consumes every tenant's event stream in group ``persist`` as consumer ``settings.worker_name``."""
+def sort_out(batch: Sequence[Entry], max_deliveries: int) -> tuple[list[Message], list[tuple[Entry, str]]]:
+    """Split a batch into what the handler gets and what is dead-lettered at once (with the reason)."""
+    good: list[Message] = []
+    bad: list[tuple[Entry, str]] = []
+    for entry in batch:
+        decided = classify(entry.fields, entry.deliveries, max_deliveries)
+        if isinstance(decided, DeadLetterReason):
+            bad.append((entry, decided.reason))
+        else:
+            good.append(Message(entry, decided))
+    return good, bad
 
-    def __init__(self, settings: ServerSettings, engine: Engine, redis: Any) -> None:
+
+H = TypeVar("H", bound=BatchHandler)
+
+
+class StreamConsumer(Generic[H]):
+    """Every tenant's event stream in ``group`` as consumer ``settings.worker_name``, fed to ``handler``."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        redis: Any,
+        group: str,
+        handler: H,
+        hooks: Sequence[Periodic] = (),
+    ) -> None:
         self.settings = settings
-        self.engine = engine
         self.redis = redis
+        self.group = group
+        self.handler = handler
+        self.hooks = tuple(hooks)
         self.name = settings.worker_name
-        self.group = keys.PERSIST_GROUP
         self.streams: list[str] = []
-        self.stats = WorkerStats()
+        self.stats = ConsumerStats()
         self._stop = asyncio.Event()
         self._progress_at = time.monotonic()
         self._progress_read = 0
         self._inflight: asyncio.Task[None] | None = None
 
+    def _extra(self, **values: object) -> dict[str, object]:
+        return {"worker": self.name, "group": self.group, **values}
+
     # ------------------------------------------------------------------ loop
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set; the batch in hand is finished (committed and acked) first."""
+        """Consume until ``stop`` is set (or a :class:`StopConsumer`); the batch in hand is finished first."""
         self._stop = stop
-        log.info("persist worker starting", extra={"worker": self.name, "group": self.group})
+        log.info("consumer starting", extra=self._extra())
         next_refresh = next_claim = next_progress = 0.0
+        next_hook = [0.0] * len(self.hooks)
         reconciled = False
         backoff = RETRY_FIRST_S
         while not stop.is_set():
@@ -113,11 +157,18 @@ class PersistWorker:
                     await self.refresh_tenants()
                     next_refresh = now + self.settings.tenant_refresh_s
                 if not reconciled:
+                    await self.settle()
                     await self.reconcile()
                     reconciled = True
                 if now >= next_claim:
+                    await self.settle()
                     await self.claim_idle()
                     next_claim = now + self.settings.claim_interval_s
+                for index, hook in enumerate(self.hooks):
+                    if now >= next_hook[index]:
+                        await self.settle()  # a hook never runs beside a batch
+                        await self._retrying(hook.run, hook.name)
+                        next_hook[index] = time.monotonic() + hook.every_s
                 if now >= next_progress and self.stats.read != self._progress_read:
                     self._log_progress()
                     next_progress = now + PROGRESS_EVERY_S
@@ -126,52 +177,69 @@ class PersistWorker:
                     continue
                 await self.read_new()
                 backoff = RETRY_FIRST_S
-            except Stopped:
+            except StopConsumer as exc:
+                log.info("consumer asked to stop", extra=self._extra(reason=str(exc)))
                 break
             except ResponseError as exc:
                 if str(exc).startswith(("NOGROUP", "UNBLOCKED")):
                     # A stream (and its group) was deleted under us: create the groups afresh.
                     log.warning(
-                        "stream or consumer group vanished; recreating",
-                        extra={"worker": self.name, "error": str(exc)},
+                        "stream or consumer group vanished; recreating", extra=self._extra(error=str(exc))
                     )
                     self.streams = []
                     next_refresh = 0.0
                     continue
                 log.error(
-                    "redis refused a command; retrying",
-                    extra={"worker": self.name, "error": str(exc), "retry_in_s": backoff},
+                    "redis refused a command; retrying", extra=self._extra(error=str(exc), retry_in_s=backoff)
                 )
                 await self._pause(backoff)
-                backoff = min(backoff * 2, RETRY_MAX_S)
+                backoff = next_delay(backoff)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning(
-                    "redis unavailable; retrying",
-                    extra={"worker": self.name, "error": str(exc), "retry_in_s": backoff},
+                    "redis unavailable; retrying", extra=self._extra(error=str(exc), retry_in_s=backoff)
                 )
                 await self._pause(backoff)
-                backoff = min(backoff * 2, RETRY_MAX_S)
-        with contextlib.suppress(Stopped):
+                backoff = next_delay(backoff)
+        with contextlib.suppress(StopConsumer):
             await self.settle()
-        log.info("persist worker stopped", extra={"worker": self.name, **asdict(self.stats)})
+        log.info("consumer stopped", extra=self._extra(**asdict(self.stats), **self.handler.counts()))
 
     async def _pause(self, seconds: float) -> None:
         """Sleep up to ``seconds``, waking at once when stop is set."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), timeout=max(seconds, 0.001))
 
+    async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """``call()``; on :class:`RetryLater` call again after a capped exponential pause, until stop."""
+        backoff = RETRY_FIRST_S
+        while True:
+            try:
+                return await call()
+            except RetryLater as exc:
+                self.stats.retries += 1
+                log.error(
+                    "handler must retry later",
+                    extra=self._extra(call=what, error=str(exc), retry_in_s=backoff),
+                )
+                if not self._stop.is_set():
+                    await self._pause(backoff)
+                if self._stop.is_set():
+                    log.warning("stopping with an unfinished %s; it stays pending", what, extra=self._extra())
+                    raise StopConsumer(f"stop requested while {what} had to retry") from exc
+                backoff = next_delay(backoff)
+
     def _log_progress(self) -> None:
         """Totals so far and the rate since the previous progress line."""
         now = time.monotonic()
         elapsed = max(now - self._progress_at, 1e-9)
         log.info(
-            "persist progress",
-            extra={
-                "worker": self.name,
-                "streams": len(self.streams),
-                "per_s": round((self.stats.read - self._progress_read) / elapsed, 1),
+            "consumer progress",
+            extra=self._extra(
+                streams=len(self.streams),
+                per_s=round((self.stats.read - self._progress_read) / elapsed, 1),
                 **asdict(self.stats),
-            },
+                **self.handler.counts(),
+            ),
         )
         self._progress_at, self._progress_read = now, self.stats.read
 
@@ -191,7 +259,7 @@ class PersistWorker:
                 if "BUSYGROUP" not in str(exc):
                     raise
             self.streams.append(stream)
-            log.info("consuming tenant stream", extra={"worker": self.name, "stream": stream})
+            log.info("consuming tenant stream", extra=self._extra(stream=stream))
 
     async def read_new(self) -> None:
         """One XREADGROUP ``>`` over all tenant streams; process what arrived."""
@@ -203,18 +271,18 @@ class PersistWorker:
             block=self.settings.worker_block_ms,
         )
         batch = [
-            (stream, text_of(entry_id), fields or {}, 1)
+            Entry(stream, text_of(entry_id), fields or {}, 1)
             for stream, entries in stream_entries(response)
             for entry_id, fields in entries
         ]
-        # Overlap: this batch was read while the previous one was committing; finish that one
+        # Overlap: this batch was read while the previous one was being handled; finish that one
         # (commit, then XACK) before this one starts, so entries are acked in order.
         await self.settle()
         if batch:
-            self._inflight = asyncio.create_task(self.process(batch), name=f"persist-{self.name}")
+            self._inflight = asyncio.create_task(self.process(batch), name=f"{self.group}-{self.name}")
 
     async def settle(self) -> None:
-        """Wait for the batch being committed, if any (its errors surface here)."""
+        """Wait for the batch being handled, if any (its errors surface here)."""
         task, self._inflight = self._inflight, None
         if task is not None:
             await task
@@ -234,15 +302,12 @@ class PersistWorker:
                 counts = await self.delivery_counts(stream, ids)
                 await self.process(
                     [
-                        (stream, i, fields or {}, counts.get(i, 1))
+                        Entry(stream, i, fields or {}, counts.get(i, 1))
                         for i, (_, fields) in zip(ids, entries, strict=True)
                     ]
                 )
                 cursor = ids[-1]
-                log.info(
-                    "reconciled own pending entries",
-                    extra={"worker": self.name, "stream": stream, "entries": len(ids)},
-                )
+                log.info("reconciled own pending entries", extra=self._extra(stream=stream, entries=len(ids)))
 
     async def claim_idle(self) -> None:
         """XAUTOCLAIM entries idle past ``claim_idle_ms`` (dead or stuck consumers) and process them."""
@@ -265,15 +330,10 @@ class PersistWorker:
                     self.stats.claimed += len(claimed) + len(deleted)
                     log.info(
                         "claimed idle entries",
-                        extra={
-                            "worker": self.name,
-                            "stream": stream,
-                            "claimed": len(claimed),
-                            "deleted": len(deleted),
-                        },
+                        extra=self._extra(stream=stream, claimed=len(claimed), deleted=len(deleted)),
                     )
-                    batch = [(stream, i, f, counts.get(i, 1)) for i, f in claimed]
-                    batch += [(stream, i, {}, 0) for i in deleted]
+                    batch = [Entry(stream, i, f, counts.get(i, 1)) for i, f in claimed]
+                    batch += [Entry(stream, i, {}, 0) for i in deleted]
                     await self.process(batch)
                 if cursor in ("0-0", "0"):
                     break
@@ -295,96 +355,36 @@ class PersistWorker:
     # ----------------------------------------------------------- processing
 
     async def process(self, batch: Sequence[Entry]) -> None:
-        """Persist the good entries in one transaction, XACK them after the commit, dead-letter the rest."""
+        """Dead-letter what cannot be handled, hand the rest over, XACK it after the handler returned."""
         if not batch:
             return
         self.stats.read += len(batch)
         self.stats.batches += 1
-        good: list[tuple[Entry, StreamEvent]] = []
-        bad: list[tuple[Entry, str]] = []
-        for entry in batch:
-            _, _, fields, deliveries = entry
-            decided = classify(fields, deliveries, self.settings.max_deliveries)
-            if isinstance(decided, DeadLetterReason):
-                bad.append((entry, decided.reason))
-            else:
-                good.append((entry, decided))
-        stored, rejected = await self.store(good)
-        await self.ack(stored)
+        good, bad = sort_out(batch, self.settings.max_deliveries)
+        poison: dict[str, str] = {}
+        if good:
+            poison = await self._retrying(lambda: self._handle(good), "batch")
+        handled = [m.entry for m in good if m.entry.entry_id not in poison]
+        await self.ack(handled)
+        self.stats.acked += len(handled)
+        bad += [(m.entry, poison[m.entry.entry_id]) for m in good if m.entry.entry_id in poison]
         now = utcnow()
-        letters = [dead_letter(s, i, f, reason, d, now) for (s, i, f, d), reason in bad + rejected]
+        letters = [dead_letter(e.stream, e.entry_id, e.fields, why, e.deliveries, now) for e, why in bad]
         self.stats.dead_lettered += await send_dead_letters(self.redis, self.group, letters)
 
-    async def store(
-        self, good: Sequence[tuple[Entry, StreamEvent]]
-    ) -> tuple[list[Entry], list[tuple[Entry, str]]]:
-        """Commit the rows in one transaction; returns (stored, rejected by the database with the reason)."""
-        if not good:
-            return [], []
-        now = utcnow()
+    async def _handle(self, batch: Sequence[Message]) -> dict[str, str]:
+        """The handler's verdict: the poison entries with their reasons (none: all handled)."""
         try:
-            if self.engine.dialect.name == "postgresql":
-                inserted = await self._commit(partial(copy_batch, self.engine, [e for _, e in good], now))
-            else:
-                inserted = await self._commit(
-                    partial(persist_batch, self.engine, [to_row(e, now) for _, e in good])
-                )
-        except (DataError, IntegrityError) as exc:
-            rows = [to_row(event, now) for _, event in good]
-            log.warning(
-                "database rejected the batch; storing one by one",
-                extra={"worker": self.name, "error": str(exc.orig), "rows": len(rows)},
-            )
-            return await self._store_one_by_one(good, rows)
-        self.stats.inserted += inserted
-        self.stats.duplicates += len(good) - inserted
-        return [entry for entry, _ in good], []
-
-    async def _store_one_by_one(
-        self, good: Sequence[tuple[Entry, StreamEvent]], rows: list[dict[str, Any]]
-    ) -> tuple[list[Entry], list[tuple[Entry, str]]]:
-        stored: list[Entry] = []
-        rejected: list[tuple[Entry, str]] = []
-        for (entry, _), row in zip(good, rows, strict=True):
-            try:
-                inserted = await self._commit(partial(persist_batch, self.engine, [row]))
-            except (DataError, IntegrityError) as exc:
-                rejected.append((entry, f"database rejected the event: {str(exc.orig).strip()}"))
-                continue
-            self.stats.inserted += inserted
-            self.stats.duplicates += 1 - inserted
-            stored.append(entry)
-        return stored, rejected
-
-    async def _commit(self, write: Callable[[], int]) -> int:
-        """``write`` (one transaction) in a thread; transient database errors are retried until stop."""
-        backoff = RETRY_FIRST_S
-        while True:
-            try:
-                return await asyncio.to_thread(write)
-            except (DataError, IntegrityError):
-                raise
-            except SQLAlchemyError as exc:
-                log.error(
-                    "database write failed; retrying",
-                    extra={"worker": self.name, "error": str(exc), "retry_in_s": backoff},
-                )
-                if self._stop.is_set():
-                    raise Stopped from exc
-                await self._pause(backoff)
-                if self._stop.is_set():
-                    log.warning(
-                        "stopping with an uncommitted batch; it stays pending",
-                        extra={"worker": self.name},
-                    )
-                    raise Stopped from exc
-                backoff = min(backoff * 2, RETRY_MAX_S)
+            await self.handler.handle(batch)
+        except PoisonEntries as exc:
+            return exc.reasons
+        return {}
 
     async def ack(self, entries: Sequence[Entry]) -> None:
-        """XACK committed entries, one XACK per stream."""
+        """XACK handled entries, one XACK per stream."""
         by_stream: dict[str, list[str]] = {}
-        for stream, entry_id, _, _ in entries:
-            by_stream.setdefault(stream, []).append(entry_id)
+        for entry in entries:
+            by_stream.setdefault(entry.stream, []).append(entry.entry_id)
         if not by_stream:
             return
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -151,7 +151,7 @@ def build_incidents(
 
 
 @dataclass(frozen=True)
-class Stored:
+class StoredIncident:
     """What the builder needs to know of a stored incident."""
 
     id: int
@@ -162,7 +162,7 @@ class Stored:
     locked: bool  # reviewed or under legal hold: never deleted by a rebuild
 
 
-def window_start(stored: Iterable[Stored], earliest_new: datetime, merge_window_s: float) -> datetime:
+def window_start(stored: Iterable[StoredIncident], earliest_new: datetime, merge_window_s: float) -> datetime:
     """Where an incident rebuild must begin: the earliest stored incident the new events can join."""
     reach = earliest_new - timedelta(seconds=merge_window_s)
     starts = [s.started_at for s in stored if s.ended_at is None or s.ended_at >= reach]
@@ -178,7 +178,7 @@ class Plan:
     delete: tuple[int, ...] = ()
 
 
-def plan(stored: Sequence[Stored], drafts: Sequence[Draft]) -> Plan:
+def plan(stored: Sequence[StoredIncident], drafts: Sequence[Draft]) -> Plan:
     """Match rebuilt drafts to stored incidents by shared source events.
 
     A draft takes over the lowest-id stored incident it shares an event with (the

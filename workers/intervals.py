@@ -51,7 +51,7 @@ class Ev:
 
 
 @dataclass(frozen=True)
-class Span:
+class IntervalSpan:
     """One interval; ``ended_at`` None: open."""
 
     kind: str
@@ -76,10 +76,10 @@ def ordered(events: Iterable[Ev]) -> list[Ev]:
     return sorted(seen.values(), key=lambda e: (e.ts, e.seq, e.id))
 
 
-def build_intervals(events: Iterable[Ev], silent: bool = False) -> list[Span]:
+def build_intervals(events: Iterable[Ev], silent: bool = False) -> list[IntervalSpan]:
     """The intervals of one agent's events, starting off duty; sorted by start, then kind."""
-    done: list[Span] = []
-    open_: dict[str, Span] = {}
+    done: list[IntervalSpan] = []
+    open_: dict[str, IntervalSpan] = {}
     previous: Ev | None = None
 
     def close(kinds: Sequence[str], at: Ev, closed_by: str) -> None:
@@ -94,7 +94,7 @@ def build_intervals(events: Iterable[Ev], silent: bool = False) -> list[Span]:
             return  # identical consecutive value: merged
         close([kind], event, BY_EVENT)
         if value is not None:
-            open_[kind] = Span(kind, value, event.ts, event.id)
+            open_[kind] = IntervalSpan(kind, value, event.ts, event.id)
 
     for event in ordered(events):
         on_duty = DUTY in open_
@@ -103,7 +103,7 @@ def build_intervals(events: Iterable[Ev], silent: bool = False) -> list[Span]:
                 if on_duty and previous is not None:
                     close([PRESENCE, TASK, DUTY], previous, BY_SILENCE)
                 if DUTY not in open_:
-                    open_[DUTY] = Span(DUTY, DUTY_ON, event.ts, event.id)
+                    open_[DUTY] = IntervalSpan(DUTY, DUTY_ON, event.ts, event.id)
             elif on_duty:
                 close([PRESENCE, TASK, DUTY], event, BY_EVENT)
         elif event.type == "state" and on_duty:
@@ -123,7 +123,9 @@ def window_start(duty_starts: Iterable[datetime], earliest_new: datetime) -> dat
     return max(before) if before else earliest_new
 
 
-def splice(existing: Sequence[Span], rebuilt: Sequence[Span], start: datetime) -> list[Span]:
+def splice(
+    existing: Sequence[IntervalSpan], rebuilt: Sequence[IntervalSpan], start: datetime
+) -> list[IntervalSpan]:
     """The agent's intervals after a rebuild from ``start``: those begun before it, then the rebuilt ones."""
     kept = [s for s in existing if s.started_at < start]
     return sorted([*kept, *rebuilt], key=lambda s: (s.started_at, s.kind, s.start_event_id))
@@ -134,29 +136,29 @@ class Changes:
     """Row changes turning the stored window into the rebuilt one."""
 
     delete: tuple[int, ...] = ()
-    update: tuple[tuple[int, Span], ...] = ()
-    insert: tuple[Span, ...] = ()
+    update: tuple[tuple[int, IntervalSpan], ...] = ()
+    insert: tuple[IntervalSpan, ...] = ()
 
     @property
     def empty(self) -> bool:
         return not (self.delete or self.update or self.insert)
 
 
-def diff(stored: Sequence[tuple[int, Span]], rebuilt: Sequence[Span]) -> Changes:
-    """Compare stored rows ``(id, span)`` of a window with its rebuilt spans, matched by :attr:`Span.key`.
+def diff(stored: Sequence[tuple[int, IntervalSpan]], rebuilt: Sequence[IntervalSpan]) -> Changes:
+    """Compare stored rows ``(id, span)`` of a window with its rebuilt spans, matched by ``key``.
 
     Equal spans are left alone (ids stay stable); a span whose end changed is updated;
     stored rows without a rebuilt match are deleted; rebuilt spans without a row are inserted.
     """
-    by_key: dict[tuple[str, str], tuple[int, Span]] = {}
+    by_key: dict[tuple[str, str], tuple[int, IntervalSpan]] = {}
     duplicates: list[int] = []
     for row_id, span in stored:
         if span.key in by_key:
             duplicates.append(row_id)
         else:
             by_key[span.key] = (row_id, span)
-    update: list[tuple[int, Span]] = []
-    insert: list[Span] = []
+    update: list[tuple[int, IntervalSpan]] = []
+    insert: list[IntervalSpan] = []
     for span in rebuilt:
         match = by_key.pop(span.key, None)
         if match is None:

@@ -1,127 +1,104 @@
-"""Stream events -> ``event`` rows, inserted in one transaction, idempotently.
+"""The persistence handler: each batch of stream events -> ``event`` rows, in one transaction.
 
-``to_row`` is pure. ``persist_batch`` is the only database I/O of the worker:
-one ``INSERT ... ON CONFLICT DO NOTHING`` executed for many rows (the driver's
-executemany: psycopg 3 pipelines it, sqlite3 steps one prepared statement), so
-an event delivered twice is stored once, and the summed rowcount tells the
-caller how many rows were new. (``RETURNING`` would force SQLAlchemy's
-multi-row VALUES rendering, which psycopg parses 5x slower for 1,000-row pages.)
+Run by the one stream consumer (:class:`~workers.consumer.StreamConsumer`) in
+group ``persist``; several workers share the group (distinct ``worker_name``).
+The event id is the primary key, so an entry handled twice (claimed after a
+crash) is stored once. The SQL is :mod:`workers.persist_store`.
+
+* a batch is committed in one transaction (COPY on PostgreSQL, insert-or-ignore
+  on SQLite), in a thread;
+* the database unavailable (or any error but a refused value): :class:`RetryLater`;
+* a value the database refuses: the batch is stored row by row and the refused
+  rows are :class:`PoisonEntries` with the database's reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from realtime.protocol import StreamEvent
-from storage.activity import EventRecord
+from core.settings import ServerSettings
+from realtime import keys
+from workers.consumer import StreamConsumer, utcnow
+from workers.handling import Message, PoisonEntries, RetryLater
+from workers.persist_store import copy_batch, persist_batch, to_row
 
 log = logging.getLogger(__name__)
 
-EVENT_TABLE = EventRecord.__table__  # type: ignore[attr-defined]
+
+@dataclass
+class PersistStats:
+    inserted: int = 0
+    duplicates: int = 0
 
 
-def to_row(entry: StreamEvent, stored_at: datetime) -> dict[str, Any]:
-    """The ``event`` row of one stream entry; datetimes normalised to UTC (SQLite keeps no offset)."""
-    event = entry.event
-    return {
-        "id": str(event.id),
-        "tenant_id": entry.tenant,
-        "agent_id": entry.agent_id,
-        "seq": event.seq,
-        "ts": event.ts.astimezone(UTC),
-        "type": event.type,
-        "payload": event.payload.model_dump(mode="json"),
-        "session_id": entry.session_id,
-        "received_at": entry.received_at.astimezone(UTC),
-        "stored_at": stored_at.astimezone(UTC),
-    }
+async def commit(write: Callable[[], int]) -> int:
+    """``write`` (one transaction) in a thread; a refused value raises as is, anything else is transient."""
+    try:
+        return await asyncio.to_thread(write)
+    except (DataError, IntegrityError):
+        raise
+    except SQLAlchemyError as exc:
+        raise RetryLater(f"database write failed: {exc}") from exc
 
 
-def insert_ignore(dialect_name: str) -> Insert:
-    """``INSERT INTO event ... ON CONFLICT (id) DO NOTHING`` for the engine's dialect."""
-    if dialect_name == "postgresql":
-        stmt: Insert = postgresql.insert(EVENT_TABLE).on_conflict_do_nothing(index_elements=["id"])
-    elif dialect_name == "sqlite":
-        stmt = sqlite.insert(EVENT_TABLE).on_conflict_do_nothing(index_elements=["id"])
-    else:
-        raise ValueError(f"expected a postgresql or sqlite engine, got dialect {dialect_name!r}")
-    # rowcount of an executemany is only kept on request (SQLAlchemy 2.0.28+).
-    return stmt.execution_options(preserve_rowcount=True)
+class PersistHandler:
+    """Stores every event of a batch once (insert-or-ignore on the event id)."""
 
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.stats = PersistStats()
 
-COPY_COLUMNS = (
-    "id",
-    "tenant_id",
-    "agent_id",
-    "seq",
-    "ts",
-    "type",
-    "payload",
-    "session_id",
-    "received_at",
-    "stored_at",
-)
-COPY_SQL = f"COPY event ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+    def counts(self) -> Mapping[str, int]:
+        return asdict(self.stats)
 
+    async def handle(self, batch: Sequence[Message]) -> None:
+        rejected = await self.store(batch)
+        if rejected:
+            raise PoisonEntries(rejected)
 
-def copy_record(entry: StreamEvent, stored_at: datetime) -> tuple[Any, ...]:
-    """The ``event`` row of one stream entry in COPY_COLUMNS order (payload as JSON text)."""
-    event = entry.event
-    return (
-        str(event.id),
-        entry.tenant,
-        entry.agent_id,
-        event.seq,
-        event.ts,
-        event.type,
-        event.payload.model_dump_json(),
-        entry.session_id,
-        entry.received_at,
-        stored_at,
-    )
-
-
-def copy_batch(engine: Engine, entries: Sequence[StreamEvent], stored_at: datetime) -> int:
-    """PostgreSQL: COPY the entries straight into ``event``; returns how many were new.
-
-    COPY is several times cheaper than an INSERT per row, but cannot skip ids
-    already stored. So it runs in a savepoint: when it fails (an id stored by an
-    earlier delivery, or a value the table refuses) the savepoint is rolled back
-    and the same transaction falls back to :func:`persist_batch`'s
-    insert-or-ignore, whose errors the worker handles row by row.
-    """
-    if not entries:
-        return 0
-    import psycopg
-
-    with engine.begin() as conn:
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    async def store(self, batch: Sequence[Message]) -> dict[str, str]:
+        """Commit the batch's rows; returns the entries the database refused (entry id -> reason)."""
+        if not batch:
+            return {}
+        now = utcnow()
+        events = [m.event for m in batch]
         try:
-            with conn.begin_nested(), cursor.copy(COPY_SQL) as copy:
-                for entry in entries:
-                    copy.write_row(copy_record(entry, stored_at))
-            return len(entries)
-        except psycopg.Error as exc:
-            log.info("COPY refused; inserting with ON CONFLICT DO NOTHING", extra={"why": str(exc).strip()})
-        result = conn.execute(insert_ignore("postgresql"), [to_row(e, stored_at) for e in entries])
-        return int(result.rowcount)
+            if self.engine.dialect.name == "postgresql":
+                inserted = await commit(partial(copy_batch, self.engine, events, now))
+            else:
+                inserted = await commit(partial(persist_batch, self.engine, [to_row(e, now) for e in events]))
+        except (DataError, IntegrityError) as exc:
+            rows = [to_row(event, now) for event in events]
+            log.warning(
+                "database rejected the batch; storing one by one",
+                extra={"error": str(exc.orig), "rows": len(rows)},
+            )
+            return await self._store_one_by_one(batch, rows)
+        self.stats.inserted += inserted
+        self.stats.duplicates += len(batch) - inserted
+        return {}
+
+    async def _store_one_by_one(self, batch: Sequence[Message], rows: list[dict[str, Any]]) -> dict[str, str]:
+        rejected: dict[str, str] = {}
+        for message, row in zip(batch, rows, strict=True):
+            try:
+                inserted = await commit(partial(persist_batch, self.engine, [row]))
+            except (DataError, IntegrityError) as exc:
+                rejected[message.entry.entry_id] = f"database rejected the event: {str(exc.orig).strip()}"
+                continue
+            self.stats.inserted += inserted
+            self.stats.duplicates += 1 - inserted
+        return rejected
 
 
-def persist_batch(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert ``rows`` in one transaction, ignoring ids already stored; returns how many were new."""
-    if not rows:
-        return 0
-    stmt = insert_ignore(engine.dialect.name)
-    with engine.begin() as conn:
-        result = conn.execute(stmt, list(rows))
-        inserted = result.rowcount
-    if inserted < 0:
-        raise RuntimeError(f"expected the driver to report inserted rows, got rowcount {inserted}")
-    return inserted
+def persist_consumer(settings: ServerSettings, engine: Engine, redis: Any) -> StreamConsumer[PersistHandler]:
+    """A persistence worker: the stream consumer in group ``persist`` with the persistence handler."""
+    return StreamConsumer(settings, redis, keys.PERSIST_GROUP, PersistHandler(engine))

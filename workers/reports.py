@@ -20,7 +20,7 @@ from sqlalchemy import Integer, case, cast, func, select
 from sqlalchemy.engine import Engine
 
 from workers.analytics import DayStats, PeriodStats, TaskTime
-from workers.rollup_store import DAILY, TASKS, USERS, as_utc, compute_range, tenant_zone
+from workers.analytics_store import DAILY, TASKS, USERS, as_utc, compute_range, tenant_zone
 
 SUMMED = ("worked_s", "present_s", "away_s", "planned_s", "late_start_s", "early_end_s", "overtime_s")
 

@@ -1,284 +1,86 @@
-"""The retention job: deletes what is older than the retention period, in batches, daily.
-
-One run (:func:`run_once`):
-
-1. events with ``ts`` before the cut-off;
-2. closed intervals that ended before it;
-3. incidents that ended (or, never ended, started) before it, except those under legal hold;
-   their evidence goes with them unless a held incident lists it too;
-4. evidence taken before the cut-off that no remaining incident refers to;
-5. tenants terminated ``terminated_erase_days`` ago or more: face templates, their registered
-   images and the tenant's evidence images (except evidence of incidents under legal hold).
-
-Each batch (``retention_batch`` rows) is its own transaction, and progress is logged; a stop
-request is honoured between batches. Ciphertext blobs are deleted before their rows, so an
-interrupted run leaves rows that the next run deletes, never unreferenced images.
-"""
+"""Retention rules as values (pure): the cut-offs and what a run removed."""
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable
-from dataclasses import replace
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
-
-from core.process import stop_on_signals
-from storage.activity import EventRecord, Incident, Interval
-from storage.db import open_database
-from storage.evidence_models import EvidenceObject, FaceTemplate
-from storage.evidence_store import EvidenceStore, open_store
-from storage.models import Tenant, utcnow
-from storage.purge import Stopped, check_stop, delete_evidence, delete_in_batches, evidence_rows
-from workers.retention_plan import (
-    EVIDENCE_MARGIN,
-    RetentionPolicy,
-    RetentionReport,
-    data_cutoff,
-    face_erase_cutoff,
-)
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from core.settings import ServerSettings
 
-log = logging.getLogger(__name__)
-
-DEFAULT_POLICY = RetentionPolicy()
-
-
-def _protected(engine: Engine, where: ColumnElement[bool]) -> dict[str, set[str]]:
-    """sha256 of evidence listed by the incidents matching ``where``, per tenant."""
-    out: dict[str, set[str]] = {}
-    with Session(engine) as s:
-        for tenant, shas in s.execute(select(col(Incident.tenant_id), col(Incident.evidence)).where(where)):
-            out.setdefault(tenant, set()).update(shas or ())
-    return out
+# Evidence taken up to this long before an incident that is kept stays with it (clock skew, merges).
+EVIDENCE_MARGIN = timedelta(days=1)
 
 
-def _evidence_sweep(
-    engine: Engine,
-    store: EvidenceStore,
-    where: ColumnElement[bool],
-    keep: Callable[[Any], bool],
-    batch: int,
-    stop: threading.Event | None,
-) -> int:
-    """Delete evidence matching ``where`` unless ``keep(row)``; pages by id past the kept ones."""
-    total, after = 0, 0
-    while True:
-        check_stop(stop)
-        with Session(engine) as s:
-            rows = s.execute(
-                select(
-                    col(EvidenceObject.id),
-                    col(EvidenceObject.tenant_id),
-                    col(EvidenceObject.sha256),
-                    col(EvidenceObject.storage_key),
-                    col(EvidenceObject.incident_id),
-                )
-                .where(where, col(EvidenceObject.id) > after)
-                .order_by(col(EvidenceObject.id))
-                .limit(batch)
-            ).all()
-        if not rows:
-            return total
-        after = rows[-1][0]
-        doomed = [r[:4] for r in rows if not keep(r)]
-        if doomed:
-            total += delete_evidence(engine, store, doomed)
-            log.info("retention progress", extra={"table": "evidence_object", "deleted": total})
+@dataclass(frozen=True)
+class RetentionPolicy:
+    retention_days: int = 90
+    terminated_erase_days: int = 30
+    batch: int = 1000
 
-
-def _incidents(
-    engine: Engine,
-    store: EvidenceStore,
-    cutoff: datetime,
-    policy: RetentionPolicy,
-    stop: threading.Event | None,
-) -> tuple[int, int, int]:
-    """Delete due incidents (not held) with their evidence; returns (deleted, held and kept, evidence)."""
-    ended = func.coalesce(col(Incident.ended_at), col(Incident.started_at)) < cutoff
-    with Session(engine) as s:
-        held = s.execute(
-            select(func.count()).select_from(Incident).where(ended, col(Incident.legal_hold))
-        ).scalar_one()
-    protected = _protected(engine, col(Incident.legal_hold).is_(True))
-    total = evidence = 0
-    while True:
-        check_stop(stop)
-        with Session(engine) as s:
-            ids = list(
-                s.execute(
-                    select(col(Incident.id)).where(ended, ~col(Incident.legal_hold)).limit(policy.batch)
-                ).scalars()
+    def __post_init__(self) -> None:
+        if self.retention_days < 1 or self.terminated_erase_days < 0 or self.batch < 1:
+            raise ValueError(
+                "retention policy: expected retention_days >= 1, terminated_erase_days >= 0, batch >= 1, "
+                f"got {self.retention_days}, {self.terminated_erase_days}, {self.batch}"
             )
-            if not ids:
-                return total, held, evidence
-        linked = evidence_rows(engine, col(EvidenceObject.incident_id).in_(ids))
-        kept = {r[0] for r in linked if r[2] in protected.get(r[1], ())}
-        if kept:
-            with Session(engine) as s:
-                s.execute(
-                    update(EvidenceObject).where(col(EvidenceObject.id).in_(kept)).values(incident_id=None)
-                )
-                s.commit()
-        doomed = [r for r in linked if r[0] not in kept]
-        if doomed:
-            evidence += delete_evidence(engine, store, doomed)
-        with Session(engine) as s:
-            s.execute(delete(Incident).where(col(Incident.id).in_(ids)))
-            s.commit()
-        total += len(ids)
-        log.info("retention progress", extra={"table": "incident", "deleted": total})
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> RetentionPolicy:
+        return cls(settings.retention_days, settings.terminated_erase_days, settings.retention_batch)
 
 
-def _old_evidence(
-    engine: Engine,
-    store: EvidenceStore,
-    cutoff: datetime,
-    policy: RetentionPolicy,
-    stop: threading.Event | None,
-) -> int:
-    protected = _protected(
-        engine, or_(col(Incident.legal_hold), col(Incident.started_at) < cutoff + EVIDENCE_MARGIN)
-    )
-    return _evidence_sweep(
-        engine,
-        store,
-        col(EvidenceObject.taken_at) < cutoff,
-        lambda r: r[4] is not None or r[2] in protected.get(r[1], ()),
-        policy.batch,
-        stop,
-    )
+def utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"expected an aware timestamp, got {moment.isoformat()}")
+    return moment.astimezone(UTC)
 
 
-def _erase_faces(
-    engine: Engine, store: EvidenceStore, tenant: str, policy: RetentionPolicy, stop: threading.Event | None
-) -> tuple[int, int, int]:
-    """Erase a terminated tenant's face templates, their images and its evidence images."""
-    templates = images = 0
-    while True:
-        check_stop(stop)
-        with Session(engine) as s:
-            rows = s.execute(
-                select(col(FaceTemplate.id), col(FaceTemplate.image_key))
-                .where(col(FaceTemplate.tenant_id) == tenant)
-                .limit(policy.batch)
-            ).all()
-        if not rows:
-            break
-        for _id, key in rows:
-            if key:
-                store.backend.delete(key)
-                images += 1
-        with Session(engine) as s:
-            s.execute(delete(FaceTemplate).where(col(FaceTemplate.id).in_([r[0] for r in rows])))
-            s.commit()
-        templates += len(rows)
-        log.info(
-            "retention progress", extra={"table": "face_template", "tenant": tenant, "deleted": templates}
-        )
-    held_ids: set[int] = set()
-    with Session(engine) as s:
-        held_ids.update(
-            s.execute(
-                select(col(Incident.id)).where(col(Incident.tenant_id) == tenant, col(Incident.legal_hold))
-            ).scalars()
-        )
-    protected = _protected(engine, (col(Incident.tenant_id) == tenant) & col(Incident.legal_hold))
-    evidence = _evidence_sweep(
-        engine,
-        store,
-        col(EvidenceObject.tenant_id) == tenant,
-        lambda r: r[4] in held_ids or r[2] in protected.get(r[1], ()),
-        policy.batch,
-        stop,
-    )
-    return templates, images, evidence
+def data_cutoff(now: datetime, policy: RetentionPolicy) -> datetime:
+    """Events, intervals, incidents and evidence strictly older than this are due."""
+    return utc(now) - timedelta(days=policy.retention_days)
 
 
-def run_once(
-    engine: Engine,
-    store: EvidenceStore,
-    now: datetime,
-    policy: RetentionPolicy = DEFAULT_POLICY,
-    stop: threading.Event | None = None,
-) -> RetentionReport:
-    """One retention pass as of ``now``; returns what it removed. Safe to repeat or run concurrently."""
-    cutoff = data_cutoff(now, policy)
-    report = RetentionReport(cutoff=cutoff)
-    log.info("retention started", extra={"cutoff": cutoff.isoformat()})
-    try:
-        n = delete_in_batches(
-            engine, EventRecord, col(EventRecord.id), col(EventRecord.ts) < cutoff, policy.batch, stop
-        )
-        report = report.add(events=n)
-        closed_before = col(Interval.ended_at).is_not(None) & (col(Interval.ended_at) < cutoff)
-        n = delete_in_batches(engine, Interval, col(Interval.id), closed_before, policy.batch, stop)
-        report = report.add(intervals=n)
-        deleted, held, evidence = _incidents(engine, store, cutoff, policy, stop)
-        report = report.add(incidents=deleted, held_incidents=held, evidence=evidence)
-        report = report.add(evidence=_old_evidence(engine, store, cutoff, policy, stop))
-        with Session(engine) as s:
-            tenants = list(
-                s.execute(
-                    select(col(Tenant.id)).where(col(Tenant.terminated_at) <= face_erase_cutoff(now, policy))
-                ).scalars()
-            )
-        for tenant in tenants:
-            templates, images, evidence = _erase_faces(engine, store, tenant, policy, stop)
-            report = report.add(face_templates=templates, face_images=images, evidence=evidence)
-            if templates or images or evidence:
-                report = _with_tenant(report, tenant)
-    except Stopped:
-        report = _stopped(report)
-    log.info("retention finished", extra=report.summary())
-    return report
+def face_erase_cutoff(now: datetime, policy: RetentionPolicy) -> datetime:
+    """Tenants terminated at or before this have their face data erased."""
+    return utc(now) - timedelta(days=policy.terminated_erase_days)
 
 
-def _with_tenant(report: RetentionReport, tenant: str) -> RetentionReport:
-    return replace(report, erased_tenants=(*report.erased_tenants, tenant))
+def face_erase_due(terminated_at: datetime | None, now: datetime, policy: RetentionPolicy) -> bool:
+    return terminated_at is not None and utc(terminated_at) <= face_erase_cutoff(now, policy)
 
 
-def _stopped(report: RetentionReport) -> RetentionReport:
-    log.info("retention stopped before it finished")
-    return replace(report, stopped=True)
+@dataclass(frozen=True)
+class RetentionReport:
+    """What one run removed (and kept under legal hold)."""
 
+    cutoff: datetime
+    events: int = 0
+    intervals: int = 0
+    incidents: int = 0
+    evidence: int = 0
+    held_incidents: int = 0  # due by age but kept: under legal hold
+    face_templates: int = 0
+    face_images: int = 0  # registered face images erased with the templates
+    erased_tenants: tuple[str, ...] = ()
+    stopped: bool = False  # the run was asked to stop before it finished
+    problems: tuple[str, ...] = field(default=())
 
-def run_loop(
-    engine: Engine,
-    store: EvidenceStore,
-    policy: RetentionPolicy,
-    interval_s: float,
-    stop: threading.Event,
-    clock: Callable[[], datetime] = utcnow,
-) -> None:
-    """Run a pass now and then every ``interval_s`` until ``stop`` is set (checked between batches)."""
-    while not stop.is_set():
-        try:
-            run_once(engine, store, clock(), policy, stop)
-        except Exception:
-            log.exception("retention run failed; retrying at the next interval")
-        stop.wait(interval_s)
+    def add(self, **counts: int) -> RetentionReport:
+        return replace(self, **{k: getattr(self, k) + v for k, v in counts.items()})
 
-
-def serve_retention(settings: ServerSettings) -> None:
-    """Blocking entry of a retention process: runs until SIGINT/SIGTERM (``telework retention``).
-
-    Raises ConfigError for a missing master key and SchemaError on an un-migrated database.
-    """
-    engine = open_database(settings)
-    try:
-        store = open_store(settings, engine)
-        stop = threading.Event()
-        with stop_on_signals(stop.set):
-            run_loop(
-                engine, store, RetentionPolicy.from_settings(settings), settings.retention_interval_s, stop
-            )
-    finally:
-        engine.dispose()
+    def summary(self) -> dict[str, object]:
+        return {
+            "cutoff": self.cutoff.isoformat(),
+            "events": self.events,
+            "intervals": self.intervals,
+            "incidents": self.incidents,
+            "evidence": self.evidence,
+            "held_incidents": self.held_incidents,
+            "face_templates": self.face_templates,
+            "face_images": self.face_images,
+            "erased_tenants": list(self.erased_tenants),
+            "stopped": self.stopped,
+            "problems": len(self.problems),
+        }

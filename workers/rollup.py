@@ -49,8 +49,7 @@ from core.process import async_stop_on_signals
 from core.settings import ServerSettings
 from storage.db import open_database
 from workers.analytics import AnalyticsError, days_between, local_day, touched_days
-from workers.rebuild import ROLLUP_DIRTY
-from workers.rollup_store import (
+from workers.analytics_store import (
     INCIDENTS,
     INTERVALS,
     SCHEDULES,
@@ -64,6 +63,7 @@ from workers.rollup_store import (
     tenant_users,
     tenant_zone,
 )
+from workers.intervals_store import ROLLUP_DIRTY
 
 log = logging.getLogger(__name__)
 

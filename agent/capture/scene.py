@@ -188,7 +188,8 @@ def office_background(width: int, height: int, seed: int = 0) -> Image:
     # Desk edge at the bottom.
     image[int(height * 0.88) :] = (70, 100, 130)
     image += rng.normal(0.0, 3.0, size=image.shape).astype(np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    scene: Image = np.clip(image, 0, 255).astype(np.uint8)
+    return scene
 
 
 def covered_frame(width: int, height: int, seed: int = 0) -> Image:

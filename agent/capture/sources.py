@@ -4,6 +4,7 @@ A Frame carries ``t``, seconds on the source's clock (wall-clock seconds since
 opening for a webcam; the position in the stream for files and scenes), and a
 BGR ``uint8`` image. ``read()`` returning None means no frame is available now:
 the camera is unavailable, or a file/folder has ended (``ended`` tells which).
+Every source is a :class:`FrameSource`.
 """
 
 from __future__ import annotations
@@ -34,10 +35,19 @@ class Frame(NamedTuple):
 
 
 class FrameSource(Protocol):
-    """What the pipeline reads frames from. ``ended`` turns True once a finite source (file, folder,
-    scene) has no more frames; a webcam never ends (None from it means unavailable)."""
+    """What the pipeline reads frames from."""
 
-    ended: bool
+    @property
+    def ended(self) -> bool:
+        """True once a finite source (file, folder, scene) has no more frames; a webcam never ends
+        (None from it means unavailable)."""
+        ...
+
+    @property
+    def t(self) -> float | None:
+        """The time on the source's clock of the frame the next read gives, so a missing frame is
+        timed as the source would have; None when it cannot say (a webcam: the reader times it)."""
+        ...
 
     def read(self) -> Frame | None:
         """The next frame, or None when none is available right now."""
@@ -99,6 +109,11 @@ class WebcamSource:
                 f"(cameras found: {[c.index for c in list_cameras()] or 'none'})"
             )
 
+    @property
+    def t(self) -> None:
+        """None: a frame not grabbed yet has no time (whoever reads times a failed grab)."""
+        return None
+
     def _open(self) -> cv2.VideoCapture | None:
         capture = cv2.VideoCapture(self.index)
         if not capture.isOpened():
@@ -150,6 +165,11 @@ class VideoFileSource:
         self._index = 0  # frames decoded so far
         self._next_t = 0.0
 
+    @property
+    def t(self) -> float:
+        """The earliest stream position the next frame given can have."""
+        return max(self._next_t, self._index / self.native_fps)
+
     def read(self) -> Frame | None:
         while not self.ended:
             ok, image = self._capture.read()
@@ -183,6 +203,11 @@ class ImageFolderSource:
         self.fps = fps
         self.ended = False
         self._index = 0
+
+    @property
+    def t(self) -> float:
+        """Stream time of the next image."""
+        return self._index / self.fps
 
     def read(self) -> Frame | None:
         while self._index < len(self.files):

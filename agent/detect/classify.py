@@ -27,8 +27,8 @@ import numpy as np
 
 from agent.detect.tracker import Track
 from agent.face.engine import Image
+from realtime.protocol import PresenceState
 
-Label = Literal["present", "away", "peeking", "impersonation", "camera_blocked", "camera_unavailable"]
 Role = Literal["user", "other", "stranger", "ignored"]
 
 
@@ -61,7 +61,7 @@ class FaceNote:
 @dataclass(frozen=True)
 class Observation:
     t: float
-    label: Label
+    label: PresenceState  # the state this frame alone argues for
     threshold: float
     faces: tuple[FaceNote, ...] = ()
     stats: FrameStats | None = None  # None: no frame (camera unavailable)
@@ -138,7 +138,7 @@ def classify(
     dark = stats.luma_mean < params.dark_luma
     uniform = stats.luma_std < params.uniform_std
     roles = {n.role for n in notes}
-    label: Label
+    label: PresenceState
     if user is not None:
         label = "peeking" if "other" in roles else "present"
     elif "stranger" in roles:

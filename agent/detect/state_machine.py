@@ -20,14 +20,18 @@ against which requirement, and the numbers of the deciding frame.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
-from agent.detect.classify import Label, Observation
-from realtime.protocol import AgentSettings
-
-State = Label
-IncidentKind = Literal["peeking", "impersonation", "camera_blocked"]
-INCIDENT_STATES: frozenset[str] = frozenset({"peeking", "impersonation", "camera_blocked"})
+from agent.detect.classify import Observation
+from realtime.protocol import (
+    CAMERA_STATES,
+    USER_SEEN_STATES,
+    AgentSettings,
+    IncidentKind,
+    IncidentPhase,
+    PresenceState,
+    is_incident,
+)
 
 
 @dataclass(frozen=True)
@@ -57,14 +61,14 @@ class MachineParams:
 class Streak:
     """The current run of consecutive frames with the same label."""
 
-    label: Label
+    label: PresenceState
     since: float
     frames: int
 
 
 @dataclass(frozen=True)
 class MachineState:
-    state: State | None = None  # None until the first state is confirmed
+    state: PresenceState | None = None  # None until the first state is confirmed
     entered_at: float | None = None
     streak: Streak | None = None
     no_user_since: float | None = None  # first frame of the current run without the user's face
@@ -74,12 +78,14 @@ class MachineState:
 @dataclass(frozen=True)
 class Transition:
     t: float
-    previous: State | None
-    state: State
+    previous: PresenceState | None
+    state: PresenceState
     trace: dict[str, Any]
 
 
-def _target(ms: MachineState, label: Label, params: MachineParams) -> tuple[State, float, float, str]:
+def _target(
+    ms: MachineState, label: PresenceState, params: MachineParams
+) -> tuple[PresenceState, float, float, str]:
     """The state ``label`` leads to from ``ms.state``, since when it holds, how long it must, and why."""
     since = ms.streak.since if ms.streak is not None else 0.0
     if label == "present":
@@ -88,7 +94,7 @@ def _target(ms: MachineState, label: Label, params: MachineParams) -> tuple[Stat
         return "peeking", since, params.peeking_after_s, "peeking_after_s"
     if label == "impersonation":
         return "impersonation", since, params.incident_after_s, "incident_after_s"
-    if label in ("camera_blocked", "camera_unavailable"):
+    if label in CAMERA_STATES:
         return label, since, params.camera_after_s, "camera_after_s"
     # away: no user's face. Right after the user was seen, wait away_after_s since the last
     # sighting. After peeking the user is still counted present until then; after an incident
@@ -111,7 +117,7 @@ def step(ms: MachineState, obs: Observation, params: MachineParams) -> tuple[Mac
         streak = replace(ms.streak, frames=ms.streak.frames + 1)
     else:
         streak = Streak(label, t, 1)
-    user_seen = label in ("present", "peeking")
+    user_seen = label in USER_SEEN_STATES
     no_user_since = None if user_seen else (ms.no_user_since if ms.no_user_since is not None else t)
     ms = replace(ms, streak=streak, no_user_since=no_user_since, last_t=t)
     if label == ms.state:
@@ -135,21 +141,12 @@ def step(ms: MachineState, obs: Observation, params: MachineParams) -> tuple[Mac
     return replace(ms, state=state, entered_at=t), Transition(t, ms.state, state, trace)
 
 
-def incident_phases(transition: Transition) -> list[tuple[IncidentKind, Literal["start", "end"]]]:
+def incident_phases(transition: Transition) -> list[tuple[IncidentKind, IncidentPhase]]:
     """Incidents a transition ends and starts: leaving an incident state ends it, entering starts one."""
-    out: list[tuple[IncidentKind, Literal["start", "end"]]] = []
-    if transition.previous in INCIDENT_STATES:
-        out.append((_kind(transition.previous), "end"))
-    if transition.state in INCIDENT_STATES:
-        out.append((_kind(transition.state), "start"))
+    out: list[tuple[IncidentKind, IncidentPhase]] = []
+    previous, state = transition.previous, transition.state
+    if is_incident(previous):
+        out.append((previous, "end"))
+    if is_incident(state):
+        out.append((state, "start"))
     return out
-
-
-def _kind(state: State | None) -> IncidentKind:
-    if state == "peeking":
-        return "peeking"
-    if state == "impersonation":
-        return "impersonation"
-    if state == "camera_blocked":
-        return "camera_blocked"
-    raise ValueError(f"not an incident state: {state!r}")

@@ -65,7 +65,7 @@ class Enrollment:
 
 
 @dataclass(frozen=True)
-class Verification:
+class ImageMatch:
     """Whether the best-matching face of an image is the template's person."""
 
     matched: bool
@@ -115,7 +115,7 @@ def _finish(engine: FaceEngine, results: Sequence[ImageResult], now: datetime | 
     return Enrollment(tuple(results), template)
 
 
-def verify(engine: FaceEngine, template: Template, image: Image, level: int = DEFAULT_LEVEL) -> Verification:
+def verify(engine: FaceEngine, template: Template, image: Image, level: int = DEFAULT_LEVEL) -> ImageMatch:
     """Whether ``image`` shows the template's person at threshold ``level`` (closest face wins)."""
     template.check_engine(engine)
     threshold = engine.threshold(level)
@@ -126,8 +126,8 @@ def verify(engine: FaceEngine, template: Template, image: Image, level: int = DE
         if best is None or d < best[0]:
             best = (d, face.box)
     if best is None:
-        return Verification(False, None, threshold, None, 0)
-    return Verification(best[0] <= threshold, best[0], threshold, best[1], len(faces))
+        return ImageMatch(False, None, threshold, None, 0)
+    return ImageMatch(best[0] <= threshold, best[0], threshold, best[1], len(faces))
 
 
 def image_paths(paths: Iterable[Path | str]) -> list[Path]:
@@ -217,10 +217,10 @@ __all__ = [
     "DEFAULT_LEVEL",
     "Enrollment",
     "ImageLoadError",
+    "ImageMatch",
     "ImageResult",
     "Template",
     "TemplateError",
-    "Verification",
     "assess",
     "best_match",
     "capture",

@@ -125,4 +125,5 @@ def _dark_reason(what: str, level: float, minimum: float) -> str:
 
 def darken(image: Image, factor: float) -> Image:
     """``image`` with its brightness multiplied by ``factor`` (a helper for tests and scenes)."""
-    return np.clip(image.astype(np.float32) * factor, 0, 255).astype(np.uint8)
+    darker: Image = np.clip(image.astype(np.float32) * factor, 0, 255).astype(np.uint8)
+    return darker

@@ -12,10 +12,14 @@ Session frames (agent <-> gateway, JSON text frames, ``type`` discriminator):
 
 Internal records (Redis stream entries and live-state values) are protocol
 models too: :class:`StreamEvent`, :class:`LiveState`, :class:`DeadLetter`.
+
+The presence vocabulary (:mod:`realtime.protocol.vocabulary`): :data:`PresenceState`,
+:data:`IncidentKind`, :data:`IncidentPhase` and their value tuples, defined once for every layer.
 """
 
 from __future__ import annotations
 
+from core.ids import SLUG_RE
 from realtime.protocol.base import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
@@ -27,10 +31,7 @@ from realtime.protocol.base import (
     MAX_USAGE_MINUTES,
     PROTOCOL_VERSION,
     SHA256_PATTERN,
-    SLUG_RE,
     SUPPORTED_VERSIONS,
-    IncidentKind,
-    PresenceState,
     Slug,
     TaskName,
     WireModel,
@@ -88,23 +89,41 @@ from realtime.protocol.records import (
     LiveState,
     StreamEvent,
 )
+from realtime.protocol.vocabulary import (
+    CAMERA_STATES,
+    INCIDENT_KINDS,
+    INCIDENT_PHASES,
+    PRESENCE_STATES,
+    STATES_BY_URGENCY,
+    USER_SEEN_STATES,
+    IncidentKind,
+    IncidentPhase,
+    PresenceState,
+    is_incident,
+)
 
 __all__ = [
     "AGENT_FRAME_TYPES",
+    "CAMERA_STATES",
     "CLOSE_POLICY_VIOLATION",
     "CLOSE_PROTOCOL_ERROR",
     "EVENT_TYPES",
     "EVIDENCE_CHUNK_MAX",
     "EVIDENCE_MAGIC",
+    "INCIDENT_KINDS",
+    "INCIDENT_PHASES",
     "MAX_EVENTS_PER_FRAME",
     "MAX_FRAME_BYTES",
     "MAX_TASKS",
     "MAX_USAGE_MINUTES",
+    "PRESENCE_STATES",
     "PROTOCOL_VERSION",
     "SERVER_FRAME_TYPES",
     "SHA256_PATTERN",
     "SLUG_RE",
+    "STATES_BY_URGENCY",
     "SUPPORTED_VERSIONS",
+    "USER_SEEN_STATES",
     "Ack",
     "AgentFrame",
     "AgentSettings",
@@ -125,6 +144,7 @@ __all__ = [
     "IncidentEvent",
     "IncidentKind",
     "IncidentPayload",
+    "IncidentPhase",
     "LiveState",
     "PresenceState",
     "ProtocolError",
@@ -147,6 +167,7 @@ __all__ = [
     "encode",
     "encode_evidence_chunk",
     "is_evidence_frame",
+    "is_incident",
     "new_event_id",
     "parse_agent_frame",
     "parse_evidence_chunk",

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
@@ -14,23 +13,20 @@ from pydantic import (
     Field,
 )
 
+from core.ids import SLUG_RE
+
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 MAX_FRAME_BYTES = 256 * 1024
 MAX_EVENTS_PER_FRAME = 1000
 MAX_USAGE_MINUTES = 120  # minutes in one usage event
-EVIDENCE_MAGIC = b"TWE1"  # first bytes of a binary evidence-chunk frame (issue 4)
+EVIDENCE_MAGIC = b"TWE1"  # first bytes of a binary evidence-chunk frame
 EVIDENCE_CHUNK_MAX = 64 * 1024  # bytes of image data in one chunk frame
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 # WebSocket close codes used by the gateway.
 CLOSE_POLICY_VIOLATION = 1008  # bad or revoked token
 CLOSE_PROTOCOL_ERROR = 1002  # unsupported protocol version, no hello first
-
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-PresenceState = Literal["present", "away", "peeking", "impersonation", "camera_blocked", "camera_unavailable"]
-IncidentKind = Literal["peeking", "impersonation", "camera_blocked"]
 
 
 class WireModel(BaseModel):

@@ -7,35 +7,64 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
+    ConfigDict,
     Field,
     field_validator,
 )
 
 from realtime.protocol.base import (
     MAX_USAGE_MINUTES,
-    IncidentKind,
-    PresenceState,
     WireModel,
     _require_v7,
 )
+from realtime.protocol.vocabulary import IncidentKind, IncidentPhase, PresenceState
 
 
 class AgentSettings(WireModel):
-    """Behaviour the server sets centrally and pushes to agents."""
+    """Behaviour the server sets centrally and pushes to agents.
 
-    heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
-    threshold_level: int = Field(default=3, ge=1, le=5)
-    analysis_fps: float = Field(default=2.0, gt=0, le=30)
-    away_after_s: float = Field(default=30.0, gt=0)
-    incident_after_s: float = Field(default=3.0, gt=0)
-    evidence_interval_s: float = Field(default=600.0, gt=0)
-    incident_action: Literal["log", "lock"] = "log"
-    # Detection tuning (issue 3): how long a peeking face or a covered/unavailable camera must
+    The one definition of every pushed setting: its type, default, bounds (finite numbers only)
+    and meaning (``description``). ``telework admin settings`` derives its flags, help and range
+    checks from these fields, so the bounds are written here and nowhere else.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    heartbeat_interval_s: float = Field(default=5.0, ge=1, le=300, description="agent heartbeat period")
+    threshold_level: int = Field(
+        default=3, ge=1, le=5, description="face-match strictness, 1 (lenient) to 5 (strict)"
+    )
+    analysis_fps: float = Field(default=2.0, ge=0.1, le=30, description="camera frames analysed per second")
+    away_after_s: float = Field(
+        default=30.0, ge=1, le=3600, description="away after this long without the user's face"
+    )
+    incident_after_s: float = Field(
+        default=3.0, ge=0.5, le=600, description="impersonation after faces, none the user's, for this long"
+    )
+    evidence_interval_s: float = Field(
+        default=600.0,
+        ge=1,
+        le=86_400,
+        description="periodic evidence (webcam still and screenshot) interval",
+    )
+    incident_action: Literal["log", "lock"] = Field(
+        default="log", description="`log`, or `lock` the screen on an incident"
+    )
+    # Detection tuning: how long a peeking face or a covered/unavailable camera must
     # persist before the state changes, and how large another face must be, relative to the
     # user's, to count as able to read the screen.
-    peeking_after_s: float = Field(default=1.0, gt=0, le=60)
-    camera_after_s: float = Field(default=2.0, gt=0, le=600)
-    other_face_min_ratio: float = Field(default=0.5, gt=0, le=2)
+    peeking_after_s: float = Field(
+        default=1.0, ge=0.2, le=60, description="peeking after the user plus another large face for this long"
+    )
+    camera_after_s: float = Field(
+        default=2.0, ge=0.2, le=600, description="camera blocked / unavailable after this long"
+    )
+    other_face_min_ratio: float = Field(
+        default=0.5,
+        ge=0.1,
+        le=1,
+        description="another face counts when at least this tall relative to the user's",
+    )
 
 
 # ------------------------------------------------------------------------ events
@@ -59,7 +88,7 @@ class TaskPayload(WireModel):
 
 class IncidentPayload(WireModel):
     kind: IncidentKind
-    phase: Literal["start", "end"]
+    phase: IncidentPhase
     evidence: list[str] = Field(default_factory=list, max_length=16)
     trace: dict[str, Any] | None = None
 
@@ -116,7 +145,7 @@ class UsagePayload(WireModel):
 
 
 class UsageEvent(_EventBase):
-    """Bandwidth the agent measured, reported every few minutes (issue 4)."""
+    """Bandwidth the agent measured, reported every few minutes."""
 
     type: Literal["usage"] = "usage"
     payload: UsagePayload

@@ -10,13 +10,13 @@ from pydantic import (
 )
 
 from realtime.protocol.base import (
-    PresenceState,
     Slug,
     WireModel,
 )
 from realtime.protocol.events import (
     Event,
 )
+from realtime.protocol.vocabulary import PresenceState
 
 
 class StreamEvent(WireModel):

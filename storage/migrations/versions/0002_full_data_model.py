@@ -1,4 +1,4 @@
-"""The full data model of issue 5: groups, intervals, incidents, evidence, plans, rollups, audit log.
+"""The full data model: groups, intervals, incidents, evidence, plans, rollups, audit log.
 
 Also: users get language, time zone and password hash; events an index on (tenant, agent, ts);
 the schema_version table of the create_all era goes.

@@ -1,1 +1,7 @@
-"""Alembic revisions: 0001 the schema of the first release (create_all era), 0002 the full data model."""
+"""Alembic revisions, oldest first.
+
+- 0001 the schema of the first release (create_all era): tenants, users, agent devices, events;
+- 0002 the full data model: groups, intervals, incidents, evidence, plans, rollups, audit log;
+- 0003 dirty markers from the builder to the rollup worker (``rollup_dirty``);
+- 0004 agent settings in the database: tenant, group and user overrides and their history.
+"""

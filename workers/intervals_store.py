@@ -1,4 +1,6 @@
-"""Database side of the builder: rebuild one agent's intervals and incidents from its events.
+"""Database partner of :mod:`workers.intervals` and :mod:`workers.incidents` (the builder's I/O).
+
+Rebuilds one agent's intervals and incidents from its stored events.
 
 Every function runs inside the caller's transaction (``conn``) and only touches
 the rows of one agent from a window start on, so replaying the same events (a
@@ -74,8 +76,8 @@ def last_event_at(conn: Connection, tenant: str, agent: str) -> datetime | None:
 # ------------------------------------------------------------------ intervals
 
 
-def _span(row: Any) -> itv.Span:
-    return itv.Span(
+def _span(row: Any) -> itv.IntervalSpan:
+    return itv.IntervalSpan(
         kind=row.kind,
         value=row.value,
         started_at=aware(row.started_at),
@@ -86,7 +88,7 @@ def _span(row: Any) -> itv.Span:
     )
 
 
-def _interval_row(tenant: str, agent: str, user_id: int | None, span: itv.Span) -> dict[str, Any]:
+def _interval_row(tenant: str, agent: str, user_id: int | None, span: itv.IntervalSpan) -> dict[str, Any]:
     return {
         "tenant_id": tenant,
         "agent_id": agent,
@@ -152,8 +154,8 @@ def mark_dirty(conn: Connection, tenant: str, user_id: int, since: datetime) -> 
 # ------------------------------------------------------------------ incidents
 
 
-def _stored(row: Any) -> inc.Stored:
-    return inc.Stored(
+def _stored(row: Any) -> inc.StoredIncident:
+    return inc.StoredIncident(
         id=row.id,
         kind=row.kind,
         started_at=aware(row.started_at),

@@ -1,8 +1,8 @@
-"""Rollup storage: load a day range's intervals, incidents and schedules, compute, store; backfills.
+"""Rollup storage, the database partner of :mod:`workers.analytics` (the maths).
 
-The maths is :mod:`workers.analytics`. A (user, day range) is always recomputed
-whole from every interval that can touch it and its rows replaced in one
-transaction, so recomputing is idempotent. :mod:`workers.rollup` decides what
+Loads a day range's intervals, incidents and schedules, computes, stores; backfills.
+A (user, day range) is always recomputed whole from every interval that can touch
+it and its rows replaced in one transaction, so recomputing is idempotent. :mod:`workers.rollup` decides what
 to recompute; :mod:`workers.reports` reads the rows (and :func:`compute_range`
 for live days).
 """
@@ -18,14 +18,15 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.engine import Connection, Engine
 
+from realtime.protocol import INCIDENT_KINDS, IncidentKind
 from storage.activity import Incident, Interval
 from storage.models import Tenant, User
 from storage.planning import DailyRollup, Schedule, TaskRollup
 from workers.analytics import (
+    DaySpan,
     DayStats,
     IncidentMark,
     ScheduleDay,
-    Span,
     compute_days,
     day_bounds,
     days_between,
@@ -43,11 +44,8 @@ USERS = User.__table__  # type: ignore[attr-defined]
 TENANTS = Tenant.__table__  # type: ignore[attr-defined]
 MARGIN = timedelta(days=1)  # shifts crossing midnight reach into the next day
 USERS_PER_QUERY = 200
-INCIDENT_COLUMNS = {
-    "peeking": "peeking_count",
-    "impersonation": "impersonation_count",
-    "camera_blocked": "camera_blocked_count",
-}
+# daily_rollup has one count column per incident kind of the wire protocol: ``{kind}_count``.
+INCIDENT_COLUMNS: dict[IncidentKind, str] = {kind: f"{kind}_count" for kind in INCIDENT_KINDS}
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -135,9 +133,9 @@ def tenant_zone(conn: Connection, tenant: str) -> Any:
 
 def _load(
     conn: Connection, tenant: str, users: Sequence[int], start: datetime, end: datetime
-) -> tuple[dict[int, list[Span]], dict[int, list[IncidentMark]], dict[int, list[Mapping[str, Any]]]]:
+) -> tuple[dict[int, list[DaySpan]], dict[int, list[IncidentMark]], dict[int, list[Mapping[str, Any]]]]:
     """Intervals and incidents of ``users`` that can touch [start, end), and their schedule rows."""
-    spans: dict[int, list[Span]] = {u: [] for u in users}
+    spans: dict[int, list[DaySpan]] = {u: [] for u in users}
     marks: dict[int, list[IncidentMark]] = {u: [] for u in users}
     plans: dict[int, list[Mapping[str, Any]]] = {u: [] for u in users}
     i = INTERVALS.c
@@ -150,7 +148,7 @@ def _load(
         )
     )
     for user_id, kind, value, started, ended in rows:
-        spans[user_id].append(Span(kind, value, as_utc(started), as_utc(ended)))  # type: ignore[arg-type]
+        spans[user_id].append(DaySpan(kind, value, as_utc(started), as_utc(ended)))  # type: ignore[arg-type]
     c = INCIDENTS.c
     incident_query = select(c.user_id, c.kind, c.started_at).where(
         c.tenant_id == tenant,

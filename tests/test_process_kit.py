@@ -1,0 +1,185 @@
+"""The process kit in core/: one database URL, one Redis URL lookup, one stop-signal wiring,
+operator errors as one line and exit 2 for every command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from core.config import ConfigError
+from core.errors import USAGE_ERROR, OperatorError
+from core.process import async_stop_on_signals, redis_url, run_command, stop_on_signals
+from core.settings import ServerSettings, load_server_settings, sqlite_url
+from telework.cli import main
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No TELEWORK_* settings from the outside; HOME is the test's folder."""
+    for key in list(os.environ):
+        if key.startswith("TELEWORK_") and not key.startswith("TELEWORK_TEST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_tilde_data_dir_is_the_home_folder_for_every_program(tmp_path: Path) -> None:
+    """TELEWORK_DATA_DIR='~/twx' gives every process the same database under $HOME, never ./~/twx."""
+    settings = load_server_settings_from({"TELEWORK_DATA_DIR": "~/twx"})
+    home = tmp_path / "home"
+    assert settings.data_dir == home / "twx"
+    assert settings.database() == f"sqlite:///{home / 'twx' / 'telework.db'}"
+    assert settings.database() == sqlite_url(Path("~/twx"))
+
+
+def load_server_settings_from(env: dict[str, str]) -> ServerSettings:
+    from core.config import load
+
+    return load(ServerSettings, env)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        (
+            "TELEWORK_DATABASE_URL",
+            "mysql://u@h/db",
+            "TELEWORK_DATABASE_URL: Value error, expected an sqlite:/// or postgresql:// URL "
+            "(e.g. postgresql://user@host:5432/db) (got 'mysql://u@h/db')",
+        ),
+        (
+            "TELEWORK_REDIS_URL",
+            "notaurl",
+            "TELEWORK_REDIS_URL: Value error, expected a redis://, rediss:// or unix:// URL "
+            "(e.g. redis://127.0.0.1:6379/0) (got 'notaurl')",
+        ),
+    ],
+)
+def test_a_url_of_the_wrong_kind_is_a_config_error_naming_the_key(
+    key: str, value: str, expected: str
+) -> None:
+    """A database or Redis URL of an unsupported scheme stops start-up naming the variable."""
+    with pytest.raises(ConfigError) as caught:
+        load_server_settings_from({key: value})
+    assert (caught.value.key, str(caught.value)) == (key, expected)
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["gateway"], ["worker"], ["admin", "task", "list"]])
+def test_wrong_urls_are_one_line_and_exit_2_for_every_command(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """mysql:// and notaurl: exit 2 with one line naming the key, no traceback, whatever the command."""
+    argv = [*command, "--tenant", "t"] if command[-1] == "list" else command
+    monkeypatch.setenv("TELEWORK_DATABASE_URL", "mysql://u@h/db")
+    code, out, err = cli(argv, capsys)
+    assert (code, out, err.count("\n")) == (USAGE_ERROR, "", 1)
+    assert "TELEWORK_DATABASE_URL: Value error, expected an sqlite:/// or postgresql:// URL" in err
+    monkeypatch.delenv("TELEWORK_DATABASE_URL")
+    monkeypatch.setenv("TELEWORK_REDIS_URL", "notaurl")
+    code, out, err = cli(argv, capsys)
+    assert (code, out, err.count("\n")) == (USAGE_ERROR, "", 1)
+    assert "TELEWORK_REDIS_URL: Value error, expected a redis://" in err
+
+
+def test_unreachable_postgresql_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PostgreSQL nobody listens on: `db upgrade` says it cannot be reached, exit 2, no traceback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setenv("TELEWORK_DATABASE_URL", f"postgresql://nobody@127.0.0.1:{port}/none")
+    code, out, err = cli(["db", "upgrade"], capsys)
+    assert (code, out) == (USAGE_ERROR, "")
+    assert err.startswith(
+        f"telework db: error: database postgresql+psycopg://nobody@127.0.0.1:{port}/none cannot be reached: "
+    )
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_db_upgrade_creates_a_missing_data_folder_privately(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`db upgrade` with a data folder that does not exist yet creates it (0700) and the schema."""
+    folder = tmp_path / "not" / "yet"
+    monkeypatch.setenv("TELEWORK_DATA_DIR", str(folder))
+    code, out, err = cli(["db", "upgrade"], capsys)
+    assert (code, "Traceback" in err) == (0, False)
+    assert out.startswith("database schema at revision ")
+    assert (folder / "telework.db").is_file()
+    assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_redis_url_prefers_the_setting_then_the_published_file(tmp_path: Path) -> None:
+    """redis_url(): TELEWORK_REDIS_URL wins; else the URL a running `up` wrote; else one clear error."""
+    with_url = ServerSettings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0")
+    without = ServerSettings(data_dir=tmp_path)
+    assert redis_url(with_url, "a worker") == "redis://127.0.0.1:1/0"
+    with pytest.raises(OperatorError) as caught:
+        redis_url(without, "a worker")
+    assert str(caught.value) == (
+        f"TELEWORK_REDIS_URL: not set and no `telework up` is running with data folder {tmp_path}; "
+        "a worker needs the Redis the gateway writes to (e.g. redis://127.0.0.1:6379/0); "
+        "`telework up` starts an embedded Redis and passes it on"
+    )
+    (tmp_path / "redis.url").write_text("redis://127.0.0.1:2/0\n")
+    assert redis_url(without, "a worker") == "redis://127.0.0.1:2/0"
+    with pytest.raises(OperatorError, match=r"^TELEWORK_REDIS_URL: not set; the gateway needs"):
+        redis_url(without, "the gateway", published=False)
+
+
+def test_run_command_turns_operator_errors_into_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """OperatorError -> its message on one line and exit 2; a defect keeps its traceback."""
+
+    def fails() -> int:
+        raise OperatorError("tenant 'x' does not exist")
+
+    assert run_command("telework admin", fails) == USAGE_ERROR
+    assert capsys.readouterr().err == "telework admin: error: tenant 'x' does not exist\n"
+    assert run_command("telework x", lambda: None) == 0
+
+    def defect() -> int:
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        run_command("telework x", defect)
+
+
+def test_stop_on_signals_calls_stop_and_restores_the_handler() -> None:
+    """SIGTERM inside the block calls stop; after the block the previous handler is back."""
+    before = signal.getsignal(signal.SIGTERM)
+    calls: list[str] = []
+    with stop_on_signals(lambda: calls.append("stop")):
+        signal.raise_signal(signal.SIGTERM)  # the handler runs before raise_signal returns
+    assert calls == ["stop"]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+async def test_async_stop_on_signals_sets_the_event() -> None:
+    """SIGINT inside the block sets the stop event on the running loop; the handler is removed after."""
+    with async_stop_on_signals(asyncio.Event()) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.wait_for(stop.wait(), 5)
+    assert stop.is_set()
+    loop = asyncio.get_running_loop()
+    assert loop.remove_signal_handler(signal.SIGINT) is False  # nothing left installed
+
+
+def test_every_server_settings_path_is_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative data folders are made absolute at load, so children started elsewhere agree."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEWORK_DATA_DIR", "rel")
+    assert load_server_settings().data_dir == tmp_path / "rel"
