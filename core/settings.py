@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator
@@ -28,6 +29,17 @@ def sqlite_url(data_dir: Path) -> str:
 
 def _scheme(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def _check_address(url: str) -> None:
+    """Host and port of a network URL readable (ValueError naming what is wrong)."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ValueError(f"bad port in {url!r}: {exc}") from None
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise ValueError("the URL contains spaces or control characters")
 
 
 class ServerSettings(SettingsModel):
@@ -99,6 +111,8 @@ class ServerSettings(SettingsModel):
             raise ValueError(
                 "expected an sqlite:/// or postgresql:// URL (e.g. postgresql://user@host:5432/db)"
             )
+        if value is not None and _scheme(value) != "sqlite":
+            _check_address(value)
         return value
 
     @field_validator("redis_url", mode="after")
@@ -106,6 +120,11 @@ class ServerSettings(SettingsModel):
     def _redis_scheme(cls, value: str | None) -> str | None:
         if value is not None and _scheme(value) not in REDIS_SCHEMES:
             raise ValueError("expected a redis://, rediss:// or unix:// URL (e.g. redis://127.0.0.1:6379/0)")
+        if value is not None and _scheme(value) != "unix":
+            _check_address(value)
+            database = urlsplit(value).path.strip("/")
+            if database and not database.isdigit():
+                raise ValueError(f"expected a database number after the address, got {database!r}")
         return value
 
     def database(self) -> str:

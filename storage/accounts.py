@@ -37,7 +37,7 @@ def hash_token(token: str) -> str:
 
 
 def _slug(kind: str, value: str) -> str:
-    if not SLUG_RE.match(value):
+    if not SLUG_RE.fullmatch(value):  # fullmatch: `$` alone would let a final newline through
         raise AccountError(
             f"{kind}: expected lowercase letters, digits, '-' or '_' (1-63 chars), got {value!r}"
         )

@@ -91,7 +91,12 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnavailable(
+                    f"cannot create the folder of database {database}: {exc.strerror or exc}"
+                ) from None
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

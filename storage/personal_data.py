@@ -29,9 +29,10 @@ from core.errors import OperatorError
 from storage import hash_chain_store
 from storage.activity import EventRecord, Incident, Interval
 from storage.audit_models import AuditEntry
+from storage.db import import_tables
 from storage.evidence_models import EvidenceObject, FaceTemplate
 from storage.evidence_store import EvidenceError, EvidenceStore
-from storage.models import METADATA, AgentDevice, User, utcnow
+from storage.models import AgentDevice, User, utcnow
 from storage.purge import delete_evidence, delete_in_batches, evidence_rows
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def _user_tables() -> list[Any]:
     special = {"tw_user", "agent_device", "interval", "incident", "evidence_object", "face_template"}
     return [
         t
-        for t in METADATA.sorted_tables
+        for t in import_tables().sorted_tables  # every table module, not only those imported so far
         if t.name not in special
         and "user_id" in t.c
         and any(fk.column.table.name == "tw_user" for fk in t.c.user_id.foreign_keys)

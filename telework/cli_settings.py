@@ -165,13 +165,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tenant", required=True, help="tenant id")
 
 
+MAX_HISTORY = 1_000_000  # --limit: more history rows than anyone reads on a terminal
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    if not 1 <= value <= MAX_HISTORY:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_HISTORY}, got {value}")
     return value
 
 

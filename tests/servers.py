@@ -52,6 +52,11 @@ class RestartableGateway:
             task.result()
             raise RuntimeError("uvicorn exited before it started")
 
+    def request_stop(self) -> None:
+        """Ask uvicorn to stop now (from a callback that cannot await); :meth:`stop` waits for it."""
+        if self.server is not None:
+            self.server.should_exit = True
+
     async def stop(self) -> None:
         if self.server is not None and self.task is not None:
             self.server.should_exit = True

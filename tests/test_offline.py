@@ -52,42 +52,49 @@ def decrypted(w: World, shas: list[str]) -> list[bytes]:
 async def test_gateway_restarted_mid_flush_stores_every_event_once_in_order(
     redis_url: str, database_url: str, tmp_path: Path
 ) -> None:
-    """3,000 offline events + 30 images; the gateway stops mid-flush, returns: all stored once, in order."""
+    """6,000 offline events + 30 images; the gateway stops mid-flush, returns: all stored once, in order."""
+    total = 6000
     async with world(redis_url, database_url, tmp_path, start=False) as w:
         spool = Spool.in_dir(tmp_path / "agent")
         session = w.session(spool, replace(FAST, batch_max=50, window=100))
         emitted = [
             session.emit(StatePayload(state=STATES[i % len(STATES)]), ts=T0 + timedelta(seconds=3 * i))
-            for i in range(3000)
+            for i in range(total)
         ]
         images = [offline_image(i) for i in range(30)]
         shas = [session.add_evidence(img, "camera", "periodic", T0).sha256 for img in images]
         cut = asyncio.Event()
-        session.on_ack = lambda seq: cut.set() if seq >= 1000 else None
+
+        def on_ack(seq: int) -> None:
+            if seq >= 1000 and not cut.is_set():
+                w.gateway.request_stop()  # at once, in the ack's own callback: the flush is mid-way
+                cut.set()
+
+        session.on_ack = on_ack
         runner = asyncio.create_task(session.run())
         try:
             await w.gateway.start()
             await asyncio.wait_for(cut.wait(), 30)
             await w.gateway.stop()  # mid-flush
-            assert 1000 <= session.acked_seq < 3000
+            assert 1000 <= session.acked_seq < total
             attempts = session.attempts
             await wait_until(lambda: session.attempts >= attempts + 2, 20, what="reconnects refused")
             emitted.append(session.emit(TaskPayload(task="while the gateway is down")))
             await w.gateway.start()
             await asyncio.wait_for(session.wait_acked(), 60)
             await asyncio.wait_for(session.wait_uploaded(), 60)
-            await wait_until(lambda: w.count() >= 3001, 60, what="every event persisted")
+            await wait_until(lambda: w.count() >= total + 1, 60, what="every event persisted")
         finally:
             session.stop()
             await runner
         rows = w.events()
         assert [(r.id, r.seq) for r in rows] == [(str(e.id), e.seq) for e in emitted]
-        assert [r.seq for r in rows] == list(range(1, 3002))
+        assert [r.seq for r in rows] == list(range(1, total + 2))
         arrivals = await stream_order(redis_url, w.tenant)
         first_seen: dict[str, int] = {}
         for event_id, seq in arrivals:
             first_seen.setdefault(event_id, seq)
-        assert list(first_seen.values()) == list(range(1, 3002))  # the server received them in order
+        assert list(first_seen.values()) == list(range(1, total + 2))  # the server received them in order
         assert (spool.pending_count(), spool.image_count()) == (0, 0)
         assert decrypted(w, shas) == images
         spool.close()

@@ -183,3 +183,86 @@ def test_every_server_settings_path_is_absolute(tmp_path: Path, monkeypatch: pyt
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TELEWORK_DATA_DIR", "rel")
     assert load_server_settings().data_dir == tmp_path / "rel"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("TELEWORK_REDIS_URL", "redis://127.0.0.1:99999/0", "Port out of range 0-65535"),
+        ("TELEWORK_REDIS_URL", "redis://[::1", "Invalid IPv6 URL"),
+        ("TELEWORK_REDIS_URL", "redis://127.0.0.1:6379/abc", "expected a database number after the address"),
+        ("TELEWORK_REDIS_URL", "redis://127.0.0.1:6379/0\r\nX", "spaces or control characters"),
+        ("TELEWORK_DATABASE_URL", "postgresql://x@[::1/x", "Invalid IPv6 URL"),
+        ("TELEWORK_DATABASE_URL", "postgresql://x@127.0.0.1:abc/x", "Port could not be cast to integer"),
+    ],
+)
+def test_malformed_addresses_are_config_errors(key: str, value: str, says: str) -> None:
+    """A URL of the right scheme but an unreadable port, host or database number stops start-up."""
+    with pytest.raises(ConfigError) as caught:
+        load_server_settings_from({key: value})
+    assert caught.value.key == key
+    assert says in str(caught.value)
+
+
+def test_a_data_folder_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`db upgrade --data-dir FILE`: one line saying the folder cannot be made, exit 2."""
+    (tmp_path / "file").write_text("")
+    code, out, err = cli(["db", "upgrade", "--data-dir", str(tmp_path / "file")], capsys)
+    assert (code, out) == (USAGE_ERROR, "")
+    assert err == (
+        f"telework db: error: cannot create the folder of database {tmp_path / 'file' / 'telework.db'}: "
+        "File exists\n"
+    )
+
+
+def test_ids_with_a_final_newline_are_refused(tmp_path: Path) -> None:
+    """A tenant or agent id ending in a newline is not a slug (`$` alone would let it through)."""
+    from storage import accounts
+    from storage.db import make_engine, upgrade
+
+    engine = make_engine(sqlite_url(tmp_path))
+    upgrade(engine)
+    try:
+        with pytest.raises(accounts.AccountError):
+            accounts.create_tenant(engine, "acme\n", "Acme")
+        accounts.create_tenant(engine, "acme", "Acme")
+        with pytest.raises(accounts.AccountError):
+            accounts.create_agent(engine, "acme", "pc-1\n", None)
+    finally:
+        engine.dispose()
+
+
+def test_a_user_with_settings_is_exported_and_erased_from_the_command_line(tmp_path: Path) -> None:
+    """In a fresh `telework` process, export-user includes the user's settings rows and erase-user
+    removes them (the tables are found even when no other module imported them)."""
+    import base64
+    import json
+    import subprocess
+    import sys
+    import zipfile
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEWORK_")}
+    env |= {
+        "TELEWORK_DATA_DIR": str(tmp_path / "data"),
+        "TELEWORK_MASTER_KEY": base64.b64encode(bytes(range(32))).decode(),
+    }
+    telework = [sys.executable, "-m", "telework"]
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*telework, *argv], env=env, capture_output=True, text=True, timeout=60)
+
+    for argv in (
+        ["db", "upgrade"],
+        ["admin", "tenant", "create", "acme", "--name", "Acme", "--time-zone", "UTC"],
+        ["admin", "user", "create", "--tenant", "acme", "bob", "--name", "Bob"],
+        ["admin", "settings", "set", "--tenant", "acme", "--user", "bob", "--away-after", "90"],
+    ):
+        assert run(*argv).returncode == 0, argv
+    out = tmp_path / "bob.zip"
+    assert run("admin", "export-user", "--tenant", "acme", "bob", "--out", str(out)).returncode == 0
+    with zipfile.ZipFile(out) as zf:
+        tables = json.loads(zf.read("person.json"))["tables"]
+    assert {"user_agent_settings", "agent_settings_change"} <= set(tables)
+    erased = run("admin", "erase-user", "--tenant", "acme", "bob", "--yes")
+    assert (erased.returncode, "Traceback" in erased.stderr) == (0, False), erased.stderr
+    assert "user_agent_settings 1" in erased.stdout and "agent_settings_change 1" in erased.stdout
