@@ -22,7 +22,6 @@ from realtime.embedded_redis import EmbeddedRedis
 from storage.db import create_database, drop_database, make_engine, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
-FACES = ROOT.parent / "shared" / "faces"
 
 
 @pytest.fixture(scope="session")

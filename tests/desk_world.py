@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from agent.capture.scene import Appearance, CropCache, Scene, covered_frame, frame_at, office_background
@@ -26,8 +25,8 @@ from agent.lock import LockResult
 from agent.monitor import Monitor
 from agent.watch import RecordingEvidenceStore, WatchedPipeline
 from realtime.protocol import AgentSettings
+from tests.faces import FACES, require_faces
 
-FACES = Path(__file__).resolve().parent.parent.parent / "shared" / "faces"
 USER = "obama/3.jpg"  # the user (template from obama/1.jpg and 2.jpg): dlib distance 0.24
 STRANGER = "biden/1.jpg"  # someone else: distance 0.59
 
@@ -39,6 +38,7 @@ def engine() -> DlibEngine:
 
 @cache
 def template() -> Template:
+    require_faces()
     result = enroll(engine(), load_images([FACES / "obama" / "1.jpg", FACES / "obama" / "2.jpg"]))
     if result.template is None:
         raise RuntimeError("the user's photos did not enroll")
@@ -56,6 +56,7 @@ def scene_image(photo: str | None, covered: bool = False) -> Image:
         return covered_frame(640, 480)
     if photo is None:
         return office_background(640, 480).copy()
+    require_faces()
     face = Appearance(FACES / photo, 0.0, 1.0, cx=0.45, height=0.45)
     scene = Scene(fps=2.0, duration_s=1.0, appearances=(face,))
     image = frame_at(scene, 0.0, _crops())

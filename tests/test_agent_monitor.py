@@ -26,8 +26,7 @@ from agent.source_spec import SourceSpec, SourceSpecError, open_source, parse_so
 from realtime.protocol import AgentSettings, IncidentEvent, StateEvent, parse_agent_frame
 from realtime.tenant_settings import publish_settings
 from telework.cli import main
-
-FACES = Path(__file__).resolve().parent.parent.parent / "shared" / "faces"
+from tests.faces import FACES, needs_faces
 
 
 def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -71,6 +70,7 @@ def test_parse_source_rejects(text: str, message: str) -> None:
 
 
 @pytest.mark.slow
+@needs_faces
 def test_settings_replaced_between_frames_apply_at_once() -> None:
     """A shorter away_after_s set on the pipeline mid-absence makes it away at the next frames."""
     engine = DlibEngine()
@@ -124,6 +124,7 @@ def test_demo_scene_plays_every_state(tmp_path: Path) -> None:
     assert starts == ["peeking", "impersonation", "camera_blocked"]
 
 
+@needs_faces
 def test_enroll_from_files_writes_template(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`telework agent enroll --from-files` writes the accepted images' template and lists the rejected."""
     out = tmp_path / "me.json"
@@ -162,6 +163,7 @@ def test_bad_source_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 
 
 @pytest.mark.slow
+@needs_faces
 async def test_cli_source_sends_states_and_incidents_through_gateway(
     redis_url: str, aredis: aioredis.Redis, tmp_path: Path
 ) -> None:

@@ -15,9 +15,7 @@ from agent.face.engine import Box, Face, Image, normalise
 from agent.face.enroll import ImageLoadError, capture, enroll, load_images
 from agent.face.quality import check, darken
 from agent.face.templates import Template, TemplateError, best_match
-from tests.conftest import FACES
-
-needs_faces = pytest.mark.skipif(not FACES.is_dir(), reason=f"real face photos not found at {FACES}")
+from tests.faces import FACES, needs_faces
 
 
 def read(path: Path) -> Image:

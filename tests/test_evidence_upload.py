@@ -32,7 +32,8 @@ from storage.db import make_engine
 from storage.evidence_models import EvidenceObject
 from storage.evidence_store import open_store
 from tests.agent_world import FAST, World, world
-from tests.conftest import FACES, ROOT
+from tests.conftest import ROOT
+from tests.faces import FACES
 from tests.waiting import wait_until
 
 T0 = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)

@@ -13,9 +13,9 @@ from agent.face.dlib_engine import THRESHOLDS, DlibEngine, DlibModels
 from agent.face.engine import FaceEngineError, Image, distance
 from agent.face.enroll import assess, enroll, load_images, verify
 from agent.face.templates import best_match
-from tests.conftest import FACES
+from tests.faces import FACES, needs_faces
 
-pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason=f"real face photos not found at {FACES}")
+pytestmark = needs_faces
 
 PEOPLE = ["alex_lacamoire", "biden", "kit_harington", "lin_manuel_miranda", "obama", "rose_leslie"]
 # How many of each person's photos (in name order) build the template; the rest are probes.

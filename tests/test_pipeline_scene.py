@@ -23,13 +23,13 @@ from agent.face.enroll import enroll, load_images
 from agent.face.templates import Template, best_match
 from agent.monitor import Monitor
 from realtime.protocol import AgentSettings, IncidentEvent, StateEvent, parse_agent_frame
+from tests.faces import FACES, needs_faces
 
-FACES = Path(__file__).resolve().parent.parent.parent / "shared" / "faces"
 USER = FACES / "obama" / "3.jpg"
 INTRUDER = FACES / "biden" / "1.jpg"
 SETTINGS = AgentSettings(away_after_s=4.0, evidence_interval_s=10.0)  # incident 3 s, peeking 1 s, camera 2 s
 
-pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason="../shared/faces not present")
+pytestmark = needs_faces
 
 
 @dataclass

@@ -53,3 +53,27 @@ def test_architecture_paths_exist() -> None:
         if not target.exists():
             missing.append(name)
     assert missing == []
+
+
+def test_face_tests_skip_with_one_reason_without_the_photos() -> None:
+    """TELEWORK_TEST_FACES pointing nowhere: the face tests skip naming the folder; none fails."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "TELEWORK_TEST_FACES": "/nonexistent/faces"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_enroll.py"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "failed" not in done.stdout
+    assert (
+        "real face photos not found at /nonexistent/faces (set TELEWORK_TEST_FACES to their folder)"
+        in done.stdout
+    )

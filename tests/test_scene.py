@@ -14,9 +14,7 @@ from agent.capture.sources import FrameSourceError, ImageFolderSource, VideoFile
 from agent.face.dlib_engine import DlibEngine
 from agent.face.enroll import enroll, load_images, verify
 from agent.face.templates import Template
-from tests.conftest import FACES
-
-needs_faces = pytest.mark.skipif(not FACES.is_dir(), reason=f"real face photos not found at {FACES}")
+from tests.faces import FACES, needs_faces
 
 OBAMA = FACES / "obama" / "1.jpg"
 BIDEN = FACES / "biden" / "2.jpg"
