@@ -14,7 +14,7 @@ HSET and PUBLISH) join the next group-committed pipeline
 after that pipeline returned. ``heartbeat`` is answered
 with a heartbeat. Bad frames get an ``error`` frame and the session stays up.
 A session silent for ``heartbeat_timeout_s`` is closed with code 4000
-(:data:`realtime.session.CLOSE_HEARTBEAT_TIMEOUT`); when Redis cannot store a
+(:data:`realtime.protocol.CLOSE_HEARTBEAT_TIMEOUT`); when Redis cannot store a
 batch the session is closed with 1011 so the agent reconnects and resends.
 Every session that ends marks its agent offline.
 """
@@ -37,6 +37,8 @@ from realtime.auth import Authenticator
 from realtime.batcher import BatcherStopped, Command, WriteBatcher
 from realtime.evidence_upload import EvidenceUploads
 from realtime.protocol import (
+    CLOSE_HEARTBEAT_TIMEOUT,
+    CLOSE_STORE_UNAVAILABLE,
     Ack,
     Events,
     Heartbeat,
@@ -52,8 +54,6 @@ from realtime.protocol import (
 )
 from realtime.protocol.agent_settings import SettingsLayers, resolve
 from realtime.session import (
-    CLOSE_HEARTBEAT_TIMEOUT,
-    CLOSE_STORE_UNAVAILABLE,
     Rejection,
     close_reason,
     handle_frame,

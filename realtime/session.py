@@ -36,8 +36,6 @@ from realtime.protocol import (
     parse_agent_frame,
 )
 
-CLOSE_HEARTBEAT_TIMEOUT = 4000  # application close code: no frame within heartbeat_timeout_s
-CLOSE_STORE_UNAVAILABLE = 1011  # internal error: events could not be stored, agent retries later
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: the close reason fits in a 125-byte control frame
 
 

@@ -24,9 +24,17 @@ EVIDENCE_MAGIC = b"TWE1"  # first bytes of a binary evidence-chunk frame
 EVIDENCE_CHUNK_MAX = 64 * 1024  # bytes of image data in one chunk frame
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
-# WebSocket close codes used by the gateway.
+MAX_SEQ = 2**63 - 1  # sequence numbers and byte counts fit a signed 64-bit column
+
+# WebSocket close codes used by the gateway (defined once; the agent decides on them too).
 CLOSE_POLICY_VIOLATION = 1008  # bad or revoked token
 CLOSE_PROTOCOL_ERROR = 1002  # unsupported protocol version, no hello first
+CLOSE_MESSAGE_TOO_BIG = 1009  # a frame, text or binary, above the frame limit
+CLOSE_STORE_UNAVAILABLE = 1011  # internal error: events could not be stored, the agent retries later
+CLOSE_SERVICE_RESTART = 1012  # the gateway is stopping; reconnect (to another gateway)
+CLOSE_TRY_AGAIN_LATER = 1013  # the event store is full (consumers behind); the agent keeps its spool
+CLOSE_HEARTBEAT_TIMEOUT = 4000  # application code: no frame within heartbeat_timeout_s
+CLOSE_REPLACED = 4001  # application code: a newer session of the same agent replaced this one
 
 
 class WireModel(BaseModel):

@@ -12,6 +12,7 @@ from pydantic import (
 
 from realtime.protocol.base import (
     MAX_EVENTS_PER_FRAME,
+    MAX_SEQ,
     MAX_TASKS,
     PROTOCOL_VERSION,
     SHA256_PATTERN,
@@ -53,10 +54,18 @@ class Events(WireModel):
 
 
 class Ack(WireModel):
-    """``seq``: the highest sequence number durably stored for this agent."""
+    """``seq``: every event of this agent up to it is in the event store (Redis); flow control only."""
 
     type: Literal["ack"] = "ack"
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_SEQ)
+
+
+class EventsStored(WireModel):
+    """``seq``: every event of this agent up to it is committed in the database; the agent may
+    free them from its spool (and must keep, and resend after a reconnect, everything above)."""
+
+    type: Literal["stored"] = "stored"
+    seq: int = Field(ge=0, le=MAX_SEQ)
 
 
 class Heartbeat(WireModel):
@@ -119,12 +128,28 @@ class EvidenceRejected(WireModel):
 
 AgentFrame = Annotated[Hello | Events | Heartbeat, Field(discriminator="type")]
 ServerFrame = Annotated[
-    Welcome | Ack | Heartbeat | SettingsPush | TasksPush | Error | EvidenceStored | EvidenceRejected,
+    Welcome
+    | Ack
+    | EventsStored
+    | Heartbeat
+    | SettingsPush
+    | TasksPush
+    | Error
+    | EvidenceStored
+    | EvidenceRejected,
     Field(discriminator="type"),
 ]
 Frame = AgentFrame | ServerFrame
 ServerFrameModel = (
-    Welcome | Ack | Heartbeat | SettingsPush | TasksPush | Error | EvidenceStored | EvidenceRejected
+    Welcome
+    | Ack
+    | EventsStored
+    | Heartbeat
+    | SettingsPush
+    | TasksPush
+    | Error
+    | EvidenceStored
+    | EvidenceRejected
 )
 
 _AGENT_FRAME: TypeAdapter[Hello | Events | Heartbeat] = TypeAdapter(AgentFrame)
@@ -133,6 +158,7 @@ AGENT_FRAME_TYPES: tuple[str, ...] = ("hello", "events", "heartbeat")
 SERVER_FRAME_TYPES: tuple[str, ...] = (
     "welcome",
     "ack",
+    "stored",
     "heartbeat",
     "settings",
     "tasks",

@@ -47,6 +47,8 @@ class LiveState(WireModel):
     last_seen: AwareDatetime
     last_event_id: uuid.UUID | None = None
     last_seq: int = 0
+    # the session that owns this state (the newest one); only it may mark the agent offline
+    session_id: str | None = None
 
 
 class DeadLetter(WireModel):
