@@ -12,7 +12,7 @@
   bytes of uploads: the defaults (160 kbps, 8 KiB chunks) give at most 225 kbps.
 
 The arithmetic is in pure functions (:func:`ws_overhead`, :func:`kbps`, :func:`roll_up`,
-:func:`take_tokens`).
+:func:`core.rate.take_tokens`, the one token bucket).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
+
+from core.rate import Bucket, take_tokens
 from realtime.protocol import UsageMinute
 
 Clock = Callable[[], float]
@@ -46,7 +48,8 @@ def kbps(nbytes: int, seconds: float = 1.0) -> float:
 def roll_up(sent: Mapping[int, int], received: Mapping[int, int], before_minute: int) -> list[UsageMinute]:
     """Per-second byte counts (keyed by Unix second) -> one UsageMinute per minute before ``before_minute``.
 
-    Minutes without traffic are left out; the result is sorted by minute.
+    Minutes without traffic are left out; the result is sorted by minute. A minute the protocol
+    cannot carry (a PC clock set to 1970, say) is left out too: the server would refuse it.
     """
     minutes = {s // 60 for s in (*sent, *received) if s // 60 < before_minute}
     out = []
@@ -54,15 +57,17 @@ def roll_up(sent: Mapping[int, int], received: Mapping[int, int], before_minute:
         seconds = range(minute * 60, minute * 60 + 60)
         up = [sent.get(s, 0) for s in seconds]
         down = [received.get(s, 0) for s in seconds]
-        out.append(
-            UsageMinute(
+        try:
+            usage = UsageMinute(
                 start=datetime.fromtimestamp(minute * 60, UTC),
                 sent=sum(up),
                 received=sum(down),
                 peak_sent_kbps=round(kbps(max(up)), 3),
                 peak_received_kbps=round(kbps(max(down)), 3),
             )
-        )
+        except ValidationError:
+            continue
+        out.append(usage)
     return out
 
 
@@ -106,27 +111,6 @@ class BandwidthMeter:
         self._sent = {s: n for s, n in self._sent.items() if s // 60 >= current}
         self._received = {s: n for s, n in self._received.items() if s // 60 >= current}
         return minutes
-
-
-@dataclass(frozen=True)
-class Bucket:
-    tokens: float  # bytes that may go out now (negative: debt from unpaced traffic)
-    at: float  # monotonic time of ``tokens``
-
-
-def take_tokens(bucket: Bucket, nbytes: int, now: float, rate: float, burst: float) -> tuple[Bucket, float]:
-    """Refill ``bucket`` to ``now`` and take ``nbytes``: (new bucket, seconds to wait first).
-
-    The wait is how long until the refilled tokens cover ``nbytes`` (0 when they already do);
-    the returned bucket already has them taken, as of the end of the wait.
-    """
-    if rate <= 0 or burst <= 0:
-        raise ValueError(f"expected rate > 0 and burst > 0, got rate={rate} burst={burst}")
-    start = max(now, bucket.at)  # a bucket "as of" the future: an earlier taker is still waiting
-    tokens = min(burst, bucket.tokens + (now - bucket.at) * rate) if now > bucket.at else bucket.tokens
-    need = min(nbytes, burst)  # a message larger than the bucket waits for a full bucket
-    refill = max(0.0, (need - tokens) / rate)
-    return Bucket(tokens + refill * rate - nbytes, start + refill), start + refill - now
 
 
 class Pacer:

@@ -6,15 +6,18 @@ Thin I/O around the pure :class:`agent.outbox.Outbox` and :func:`agent.backoff.n
   its settings and offered tasks; a later ``settings`` or ``tasks`` frame replaces them live;
 * send a ``heartbeat`` every ``settings.heartbeat_interval_s`` (a new interval applies at
   once: the wait for the next heartbeat is re-measured from the last one);
-* send queued events in ``events`` frames (up to ``batch_max`` per frame), each kept in
-  the outbox until a cumulative ``ack`` covers it; after a reconnect the unacked ones
-  are sent again, in order (at-least-once: the worker dedupes by event id);
+* send queued events in ``events`` frames (up to ``batch_max`` per frame); a cumulative ``ack``
+  (the events are in the server's event store) moves the flow-control window, and a cumulative
+  ``stored`` (committed in the database) frees them from the outbox and the spool; after a
+  reconnect every event not yet stored is sent again, in order (at-least-once: the server
+  dedupes by tenant and event id). A gateway that does not send ``stored`` (its welcome says so)
+  frees events on the ack;
 * on any drop, reconnect after a capped exponential backoff with full jitter;
 * close 1008 (bad or revoked token) or 1002 (unsupported protocol version) is fatal:
   the session stops with the reason logged and :attr:`AgentSession.fatal` set.
 
 With a :class:`agent.spool.Spool` every event is written to disk before it is queued and
-leaves it only when acked, so events also survive an agent crash or a PC restart (numbering
+leaves it only when stored, so events also survive an agent crash or a PC restart (numbering
 continues, unacked events are flushed in order on the next connection). The spool also holds
 the evidence images (:meth:`AgentSession.add_evidence`), uploaded after the events in paced
 binary chunks (:mod:`agent.uploader`); images overwritten while offline are reported on the
@@ -50,6 +53,7 @@ from agent.uploader import Uploader
 from realtime.protocol import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
+    CLOSE_REPLACED,
     MAX_FRAME_BYTES,
     MAX_USAGE_MINUTES,
     PROTOCOL_VERSION,
@@ -58,6 +62,7 @@ from realtime.protocol import (
     DutyEvent,
     DutyPayload,
     Error,
+    EventsStored,
     EvidenceRejected,
     EvidenceStored,
     GapEvent,
@@ -83,6 +88,7 @@ from realtime.protocol import (
 
 log = logging.getLogger(__name__)
 
+FRAME_HEADROOM = 1024  # bytes kept below the gateway's frame limit
 FATAL_CLOSE_CODES = frozenset({CLOSE_POLICY_VIOLATION, CLOSE_PROTOCOL_ERROR})
 _EVENT_OF: dict[type, type[StateEvent | DutyEvent | TaskEvent | IncidentEvent]] = {
     StatePayload: StateEvent,
@@ -97,7 +103,7 @@ E = TypeVar("E", GapEvent, UsageEvent)
 @dataclass(frozen=True)
 class SessionOptions:
     batch_max: int = 200
-    max_frame_bytes: int = MAX_FRAME_BYTES - 1024
+    max_frame_bytes: int = MAX_FRAME_BYTES - FRAME_HEADROOM
     window: int = 2000  # unacked events in flight at most
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
@@ -125,11 +131,13 @@ class AgentSession:
         on_ack: Callable[[int], None] | None = None,
         name: str = "",
         spool: Spool | None = None,
+        on_stored: Callable[[int], None] | None = None,
     ) -> None:
         self.gateway_url = gateway_url
         self.options = options or SessionOptions()
         self.agent_version = agent_version
         self.on_ack = on_ack
+        self.on_stored = on_stored
         self.name = name
         self.settings = AgentSettings()
         self.spool = spool
@@ -146,6 +154,7 @@ class AgentSession:
         self.attempts = 0  # connection attempts
         self.connects = 0  # welcomes received
         self.fatal: str | None = None
+        self.last_close_code: int | None = None  # of the last session the gateway closed
         self.connected = asyncio.Event()
         self._token = token
         self._stop = asyncio.Event()
@@ -210,7 +219,13 @@ class AgentSession:
 
     @property
     def acked_seq(self) -> int:
+        """Every event up to this seq is in the server's event store."""
         return self.outbox.acked
+
+    @property
+    def stored_seq(self) -> int:
+        """Every event up to this seq is committed in the server's database."""
+        return self.outbox.stored
 
     @property
     def last_seq(self) -> int:
@@ -221,6 +236,13 @@ class AgentSession:
         target = self.last_seq if seq is None else seq
         async with self._acked:
             await self._acked.wait_for(lambda: self.outbox.acked >= target or self.fatal is not None)
+
+    async def wait_stored(self, seq: int | None = None) -> None:
+        """Wait until every event up to ``seq`` (default: all queued) is in the server's database,
+        or a fatal close."""
+        target = self.last_seq if seq is None else seq
+        async with self._acked:
+            await self._acked.wait_for(lambda: self.outbox.stored >= target or self.fatal is not None)
 
     def stop(self) -> None:
         self._stop.set()
@@ -233,6 +255,7 @@ class AgentSession:
         attempt = 0
         while not self._stop.is_set():
             welcomed = self.connects
+            closed_with: int | None = None
             self.attempts += 1
             try:
                 async with connect(
@@ -248,10 +271,17 @@ class AgentSession:
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
                 reason = exc.rcvd.reason if exc.rcvd else ""
+                self.last_close_code = closed_with = code
                 if is_fatal_close(code):
                     await self._set_fatal(f"gateway closed the session with {code}: {reason}")
                     return
-                log.warning("session dropped", extra={"agent": self.name, "code": code, "reason": reason})
+                if code == CLOSE_REPLACED:
+                    log.warning(
+                        "session replaced by a newer one of this agent; is another agent using this token?",
+                        extra={"agent": self.name, "code": code, "reason": reason},
+                    )
+                else:
+                    log.warning("session dropped", extra={"agent": self.name, "code": code, "reason": reason})
             except (OSError, TimeoutError, InvalidHandshake, ProtocolError) as exc:
                 log.warning(
                     "cannot reach gateway",
@@ -266,8 +296,10 @@ class AgentSession:
                 return
             finally:
                 self.connected.clear()
-            if self.connects > welcomed:
-                attempt = 0  # the last connection worked: start the backoff afresh
+            if self.connects > welcomed and closed_with != CLOSE_REPLACED:
+                # the last connection worked: start the backoff afresh (not after being replaced:
+                # two agents sharing a token would otherwise take turns as fast as they can)
+                attempt = 0
             opts = self.options
             delay = next_delay(attempt, opts.backoff_base_s, opts.backoff_cap_s, random.random())
             attempt += 1
@@ -390,10 +422,15 @@ class AgentSession:
             if isinstance(frame, Ack):
                 self.outbox.ack(frame.seq)
                 self._wake.set()
-                if self.spool is not None:
-                    self.spool.ack(frame.seq)
                 if self.on_ack is not None:
                     self.on_ack(frame.seq)
+                if self.welcome is None or not self.welcome.stored_watermark:
+                    self._release(frame.seq)
+                async with self._acked:
+                    self._acked.notify_all()
+            elif isinstance(frame, EventsStored):
+                self._release(frame.seq)
+                self._wake.set()
                 async with self._acked:
                     self._acked.notify_all()
             elif isinstance(frame, EvidenceStored | EvidenceRejected):
@@ -409,12 +446,23 @@ class AgentSession:
             elif isinstance(frame, Error):
                 self._log_unexpected(frame)
 
+    def _release(self, seq: int) -> None:
+        """Events up to ``seq`` are in the database: out of the outbox and the spool."""
+        self.outbox.release(seq)
+        if self.spool is not None:
+            self.spool.ack(seq)
+        if self.on_stored is not None:
+            self.on_stored(seq)
+
     async def _sender(self, ws: ClientConnection) -> None:
         opts = self.options
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while batch := self.outbox.next_batch(opts.batch_max, opts.max_frame_bytes, opts.window):
+            limit = opts.max_frame_bytes
+            if self.welcome is not None and self.welcome.max_frame_bytes is not None:
+                limit = min(limit, self.welcome.max_frame_bytes - FRAME_HEADROOM)  # what this gateway takes
+            while batch := self.outbox.next_batch(opts.batch_max, limit, opts.window):
                 await self._send(ws, events_frame(batch))
             if self.outbox.unsent == 0:
                 self._idle.set()

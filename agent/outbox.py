@@ -1,11 +1,19 @@
 """In-memory outbox of an agent session. Pure: no I/O.
 
-Every event gets the next per-agent sequence number (1, 2, 3, ...) and stays in
-the outbox until an ``ack`` with ``seq >= its seq`` arrives (acks are cumulative).
-After a reconnect :meth:`Outbox.rewind` makes every unacked event due again, in
-order. With a spool (:mod:`agent.spool`) the session writes each event there first and
-builds the outbox from the spool's unacked events at start (:meth:`Outbox.restore`), so the
-outbox is the in-memory send queue over the durable copy.
+Every event gets the next per-agent sequence number (1, 2, 3, ...). Two cumulative
+watermarks come back from the gateway:
+
+* ``ack`` (:meth:`Outbox.ack`): the events are in the server's event store (Redis). It only
+  moves the flow-control window: at most ``window`` events are sent and not yet acked.
+* ``stored`` (:meth:`Outbox.release`): the events are committed in the server's database.
+  Only then does an event leave the outbox (and the spool).
+
+After a reconnect :meth:`Outbox.rewind` makes every event not yet stored due again, in
+order: an event acked but lost with a crashed Redis is sent again, and one stored twice is
+kept once by the server (events are deduplicated by tenant and id). With a spool
+(:mod:`agent.spool`) the session writes each event there first and builds the outbox from the
+spool's unreleased events at start (:meth:`Outbox.restore`), so the outbox is the in-memory
+send queue over the durable copy.
 """
 
 from __future__ import annotations
@@ -32,13 +40,14 @@ class Outbox:
             raise ValueError(f"first_seq: expected >= 1, got {first_seq}")
         self._items: deque[Pending] = deque()
         self.next_seq = first_seq
-        self.acked = first_seq - 1  # highest acked seq
+        self.stored = first_seq - 1  # highest seq committed in the server's database
+        self.acked = first_seq - 1  # highest seq in the server's event store (>= stored)
         self.sent = first_seq - 1  # highest seq sent on the current connection
 
     @classmethod
-    def restore(cls, next_seq: int, acked: int, items: Sequence[Pending]) -> Outbox:
-        """An outbox holding a spool's unacked ``items`` (in seq order) after ``acked``."""
-        box = cls(acked + 1)
+    def restore(cls, next_seq: int, stored: int, items: Sequence[Pending]) -> Outbox:
+        """An outbox holding a spool's unreleased ``items`` (in seq order) after ``stored``."""
+        box = cls(stored + 1)
         box.next_seq = next_seq
         for item in items:
             box.push(item.seq, item.text)
@@ -48,7 +57,7 @@ class Outbox:
         """Continue numbering at ``next_seq``; only when nothing is queued (a fresh agent)."""
         if not self._items and next_seq > self.next_seq:
             self.next_seq = next_seq
-            self.acked = self.sent = next_seq - 1
+            self.stored = self.acked = self.sent = next_seq - 1
 
     def __len__(self) -> int:
         return len(self._items)
@@ -60,7 +69,7 @@ class Outbox:
         return seq
 
     def push(self, seq: int, text: str) -> None:
-        expected = self._items[-1].seq + 1 if self._items else self.acked + 1
+        expected = self._items[-1].seq + 1 if self._items else self.stored + 1
         if seq < expected or seq >= self.next_seq:
             raise ValueError(f"seq: expected {expected} (next in order), got {seq}")
         self._items.append(Pending(seq, text))
@@ -89,20 +98,26 @@ class Outbox:
             self.sent = batch[-1].seq
         return batch
 
-    def ack(self, seq: int) -> int:
-        """Drop every event with seq <= ``seq``; returns how many were dropped."""
+    def ack(self, seq: int) -> None:
+        """The server's event store holds every event up to ``seq``: they leave the window."""
+        if seq > self.acked:
+            self.acked = min(seq, self.next_seq - 1)
+            self.sent = max(self.sent, self.acked)
+
+    def release(self, seq: int) -> int:
+        """The database holds every event up to ``seq``: drop them; returns how many were dropped."""
         dropped = 0
         while self._items and self._items[0].seq <= seq:
             self._items.popleft()
             dropped += 1
-        if seq > self.acked:
-            self.acked = min(seq, self.next_seq - 1)
-            self.sent = max(self.sent, self.acked)
+        if seq > self.stored:
+            self.stored = min(seq, self.next_seq - 1)
+            self.ack(self.stored)
         return dropped
 
     def rewind(self) -> None:
-        """A new connection: everything not acked is due again."""
-        self.sent = self.acked
+        """A new connection: everything not stored is due again (and unacked on this connection)."""
+        self.sent = self.acked = self.stored
 
 
 def take_batch(items: Sequence[Pending], start: int, max_events: int, max_bytes: int) -> list[Pending]:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from agent.detect.classify import Observation
 from realtime.protocol import DutyPayload, TaskPayload
 
@@ -139,8 +141,10 @@ def parse_request(kind: str, task: str | None = None) -> PunchRequest:
     if kind == "task_start":
         if not name:
             raise ValueError("task_start: expected a task name, got none")
-        if len(name) > 200:
-            raise ValueError(f"task name: expected at most 200 characters, got {len(name)}")
+        try:
+            TaskPayload(task=name)  # the protocol's bounds: the one definition of a valid task name
+        except ValidationError as exc:
+            raise ValueError(f"task name: {exc.errors()[0]['msg']}") from None
     return PunchRequest(kind, name if kind == "task_start" else None)
 
 

@@ -1,14 +1,16 @@
 """The agent's offline spool: one SQLite file ``spool-v1.sqlite3`` in the agent's data folder.
 
 * **Events**: every event is written (``synchronous=FULL``, WAL) before it is queued for
-  sending, and deleted only when a cumulative ``ack`` covers its seq. The next seq and the
-  highest acked seq are stored with it, so after a crash or a restart numbering continues and
-  the unacked events are flushed again in their original order.
+  sending, and deleted only when the server says the database holds it (a cumulative ``stored``
+  watermark covers its seq; :meth:`Spool.ack` is called with it). The next seq and that
+  watermark (meta ``acked``, the name kept for existing files) are stored with it, so after a
+  crash or a restart numbering continues and the events not yet stored are flushed again in
+  their original order.
 * **Images**: a ring of at most ``capacity`` evidence images (camera and screen together).
   When it is full the oldest *periodic* image is overwritten first; incident evidence only once
   no periodic image is left (then the oldest incident image). Every overwritten image is
   counted; the count is reported upstream as a ``gap`` event, and it is reduced only when that
-  event is acked. An image leaves the ring otherwise only when the server confirmed storing it.
+  event is stored. An image leaves the ring otherwise only when the server confirmed storing it.
 
 The format version is in the file name: a future incompatible layout gets a new file.
 The choices (which images to evict, in which order to upload) are pure functions.
@@ -231,7 +233,8 @@ class Spool:
         return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
 
     def ack(self, seq: int) -> int:
-        """Forget every event up to ``seq`` (and settle an acked gap event); returns how many went."""
+        """The database holds every event up to ``seq``: forget them (and settle a stored gap event);
+        returns how many went."""
         acked = min(seq, self.next_seq - 1)
         if acked <= self.acked:
             return 0

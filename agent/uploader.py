@@ -4,14 +4,17 @@ One image at a time, incident evidence first (:func:`agent.spool.upload_order`).
 cut into chunks of ``chunk_bytes`` (:func:`chunk_offsets`); before every chunk the uploader
 waits until no event is waiting to be sent (events first) and for the session's pacer (the
 bandwidth budget). After the last chunk it waits for ``evidence_stored`` (then the image
-leaves the spool) or ``evidence_rejected`` (the image stays in the spool and is skipped for
-the rest of this connection; the next connection tries it again). No reply within
-``timeout_s`` ends the session, so the agent reconnects.
+leaves the spool) or ``evidence_rejected`` (the image stays in the spool). A rejection the server
+marks ``retry`` (its store or its upload budget is busy) is tried again on the same connection
+after a pause (:func:`retry_delay`: 2 s doubling to 60 s); any other is skipped for the rest of
+this connection (the next connection tries it again). No reply within ``timeout_s`` ends the
+session, so the agent reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -21,6 +24,13 @@ from realtime.protocol import EvidenceChunk, EvidenceRejected, EvidenceStored, e
 log = logging.getLogger(__name__)
 
 Reply = EvidenceStored | EvidenceRejected
+RETRY_FIRST_S = 2.0
+RETRY_MAX_S = 60.0
+
+
+def retry_delay(previous: float | None) -> float:
+    """The pause before sending an image again that the server asked to retry. Pure."""
+    return RETRY_FIRST_S if previous is None else min(previous * 2, RETRY_MAX_S)
 
 
 def chunk_offsets(size: int, chunk_bytes: int) -> list[tuple[int, int]]:
@@ -51,7 +61,8 @@ class Uploader:
         self.on_reply = on_reply
         self.name = name
         self.skip: set[str] = set()  # rejected on this connection
-        self.rejected: list[EvidenceRejected] = []
+        self.later: dict[str, tuple[float, float]] = {}  # sha -> (retry at, pause): asked to retry
+        self.rejected: list[EvidenceRejected] = []  # every rejection on this connection, in order
         self.wake = asyncio.Event()
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
 
@@ -63,15 +74,23 @@ class Uploader:
             extra = {"agent": self.name, "sha256": reply.sha256}
             log.warning("evidence reply for no upload in progress", extra=extra)
 
-    def next_image(self) -> str | None:
-        order = upload_order(self.spool.ring_entries(), frozenset(self.skip))
+    def next_image(self, now: float | None = None) -> str | None:
+        """The next image to send: not rejected on this connection, not waiting for a retry."""
+        now = asyncio.get_running_loop().time() if now is None else now
+        waiting = {sha for sha, (at, _) in self.later.items() if at > now}
+        order = upload_order(self.spool.ring_entries(), frozenset(self.skip | waiting))
         return order[0] if order else None
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            sha = self.next_image()
+            now = loop.time()
+            sha = self.next_image(now)
             if sha is None:
-                await self.wake.wait()
+                due = min((at for at, _ in self.later.values()), default=None)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(None if due is None else max(due - now, 0.0)):
+                        await self.wake.wait()
                 self.wake.clear()
                 continue
             await self.upload(sha)
@@ -103,9 +122,18 @@ class Uploader:
         finally:
             self._waiting.pop(sha, None)
         if isinstance(reply, EvidenceStored):
+            self.later.pop(sha, None)
             self.spool.remove_image(sha)
             self.on_reply(True)
             log.debug("evidence uploaded", extra={"agent": self.name, "sha256": sha, "bytes": len(data)})
+        elif reply.retry:
+            self.rejected.append(reply)
+            pause = retry_delay(self.later[sha][1] if sha in self.later else None)
+            self.later[sha] = (asyncio.get_running_loop().time() + pause, pause)
+            log.info(
+                "evidence refused for now; trying again",
+                extra={"agent": self.name, "sha256": sha, "code": reply.code, "retry_in_s": pause},
+            )
         else:
             self.skip.add(sha)
             self.rejected.append(reply)

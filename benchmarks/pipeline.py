@@ -2,9 +2,11 @@
 
 Starts a real gateway and real workers as subprocesses (``python -m telework ...``),
 holds N agent sessions (heartbeats every 5 s) in this process, sends events at a
-fixed total rate, and measures acks, persistence and event -> live-state latency
+fixed total rate, and measures acks, persistence, event -> live-state latency
 (from the frame leaving the agent to the LiveState carrying its last event id
-arriving on the tenant's pub/sub channel).
+arriving on the tenant's pub/sub channel) and event -> stored latency (from the frame
+leaving the agent to the ``stored`` watermark covering it: the events are committed in
+the database and the agent may free its spool).
 
     python benchmarks/pipeline.py --agents 1000 --seconds 30 \
         --database-url postgresql+psycopg://root@127.0.0.1:5432/test
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,6 +72,8 @@ class Stats:
     errors: int = 0
     frame_sent_at: dict[str, float] = field(default_factory=dict)  # last event id -> send time
     latencies_ms: list[float] = field(default_factory=list)
+    stored_latencies_ms: list[float] = field(default_factory=list)
+    stored: int = 0
     measuring: bool = False
 
 
@@ -97,14 +102,22 @@ async def agent(
         stats.sessions_open += 1
         seq = 0
         acked_seq = 0
+        stored_seq = 0
+        in_flight: deque[tuple[int, float]] = deque()  # (highest seq of a measured frame, sent at)
 
         async def reader() -> None:
-            nonlocal acked_seq
+            nonlocal acked_seq, stored_seq
             async for raw in ws:
                 frame = json.loads(raw)
                 if frame["type"] == "ack":
                     stats.acked += frame["seq"] - acked_seq
                     acked_seq = frame["seq"]
+                elif frame["type"] == "stored":
+                    now = time.monotonic()
+                    stats.stored += frame["seq"] - stored_seq
+                    stored_seq = frame["seq"]
+                    while in_flight and in_flight[0][0] <= stored_seq:
+                        stats.stored_latencies_ms.append((now - in_flight.popleft()[1]) * 1000)
                 elif frame["type"] == "error":
                     stats.errors += 1
 
@@ -133,6 +146,7 @@ async def agent(
                     raw = encode(Events(events=events))
                     if stats.measuring:
                         stats.frame_sent_at[str(events[-1].id)] = time.monotonic()
+                        in_flight.append((seq, time.monotonic()))
                     await ws.send(raw)
                     stats.sent += count
                 if time.monotonic() >= next_beat:
@@ -140,9 +154,9 @@ async def agent(
                     next_beat += 5.0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), interval)
-            # Drain: wait for the last ack (or the reader ending with the connection).
+            # Drain: wait for the last `stored` (or the reader ending with the connection).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(all_acked(lambda: acked_seq >= seq), 30)
+                await asyncio.wait_for(all_acked(lambda: stored_seq >= seq), 30)
         finally:
             read_task.cancel()
             stats.sessions_open -= 1
@@ -289,6 +303,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "p50_event_to_state_ms": round(percentile(lat, 50), 1),
             "p99_event_to_state_ms": round(percentile(lat, 99), 1),
             "latency_samples": len(lat),
+            "p50_event_to_stored_ms": round(percentile(stats.stored_latencies_ms, 50), 1),
+            "p99_event_to_stored_ms": round(percentile(stats.stored_latencies_ms, 99), 1),
+            "stored_samples": len(stats.stored_latencies_ms),
+            "stored_watermark_events": stats.stored,
             "gateway_rss_mb": round(max(rss_samples), 1),
             "gateway_cpu_pct_of_core": cpu_pct["gateway"],
             "workers_cpu_pct_of_core": cpu_pct["workers"],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -53,16 +51,36 @@ class ServerSettings(SettingsModel):
     gateway_port: int = Field(default=8700, ge=0, le=65535)
     heartbeat_timeout_s: float = Field(default=15.0, gt=0)
     max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
+    # a tenant stream's capacity: at this many entries the gateway refuses events (store_full)
     stream_maxlen: int = Field(default=1_000_000, ge=1000)
+    stored_poll_s: float = Field(default=0.1, gt=0, le=10)  # how often `stored` watermarks are read
     auth_cache_s: float = Field(default=30.0, ge=0)
+    # sessions: revocation reaching open sessions, frame pacing (realtime/revocation.py, core/rate.py)
+    revocation_check_s: float = Field(default=2.0, gt=0, le=3600)  # open sessions' tokens re-checked
+    session_frames_per_s: float = Field(default=50.0, gt=0, le=100_000)  # frames read per session per second
+    session_frame_burst: int = Field(default=200, ge=1, le=100_000)  # frames read at once before pacing
 
-    worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # the window of client timestamps the gateway stores, around its clock (realtime/session.py)
+    max_event_age_s: float = Field(default=30 * 86_400.0, ge=60, le=366 * 86_400)  # older: refused
+    max_clock_skew_s: float = Field(default=300.0, ge=1, le=86_400)  # further ahead: refused
+
+    # unset: {hostname}-{group}-{slot}, the first free slot of this host (workers/consumer_names.py)
+    worker_name: str | None = Field(default=None, min_length=1, max_length=200)
     worker_batch: int = Field(default=1000, ge=1, le=10_000)
     worker_block_ms: int = Field(default=100, ge=1)
     claim_idle_ms: int = Field(default=30_000, ge=100)
     claim_interval_s: float = Field(default=10.0, gt=0)
     max_deliveries: int = Field(default=5, ge=1)
     tenant_refresh_s: float = Field(default=2.0, gt=0)
+    # a consumer of a group idle this long with nothing pending is deleted (XGROUP DELCONSUMER)
+    stale_consumer_s: float = Field(default=3600.0, gt=0, le=30 * 86_400)
+
+    # stream trimming, by the persistence workers (workers/trim.py)
+    trim_interval_s: float = Field(default=10.0, gt=0, le=3600)  # how often tenant streams are trimmed
+    stream_keep_s: float = Field(default=3600.0, ge=0, le=7 * 86_400)  # consumed entries kept this long
+    stream_warn_ratio: float = Field(default=0.8, gt=0, le=1)  # warn above this share of stream_maxlen
+    dead_letter_keep_days: int = Field(default=30, ge=1, le=3650)  # dead letters kept this long
+    dead_letter_warn: int = Field(default=1000, ge=1)  # warn when a dead-letter stream holds more
 
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8701, ge=0, le=65535)
@@ -81,6 +99,8 @@ class ServerSettings(SettingsModel):
     s3_secret_key: SecretStr | None = None
     s3_region: str = "us-east-1"
     evidence_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)  # largest image an agent may upload
+    # unfinished evidence uploads held by one gateway, in declared image bytes; beyond: refused (busy)
+    evidence_pending_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=2**40)
 
     # retention (workers/retention.py)
     retention_days: int = Field(default=90, ge=1)

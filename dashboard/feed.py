@@ -1,7 +1,9 @@
 """Live state of one tenant's agents, fed from Redis (hash + pub/sub), shared by all views.
 
-Pure core: :func:`merge` (which update wins) and :func:`reconnect_delay` (backoff).
-Thin I/O around it: :class:`LiveFeed` loads ``keys.live_hash(tenant)`` once, then follows
+Pure core: :func:`merge` (which update wins), :func:`reconnect_delay` (backoff) and
+:func:`decode` (a record, or the reason it is skipped: never an exception; a record of an
+older or newer release with a field this one cannot read keeps the rest, the field at its
+default). Thin I/O around it: :class:`LiveFeed` loads ``keys.live_hash(tenant)`` once, then follows
 ``keys.live_channel(tenant)`` and calls its listeners with every new table. One feed per
 tenant per server process; browser sessions register listeners, they never touch Redis.
 """
@@ -13,15 +15,17 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Any
 
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from realtime import keys
-from realtime.protocol import LiveState, ProtocolError, parse_record
+from realtime.protocol import LiveState, ProtocolError, load_object, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,11 @@ Listener = Callable[[LiveTable], None]
 
 RECONNECT_FIRST_S = 0.1
 RECONNECT_MAX_S = 5.0
+MAX_RECORD_BYTES = 64 * 1024  # a live state is well under 1 KiB; a larger value is not one
+# Fields a record can do without (each has a default): one that cannot be read is dropped.
+OPTIONAL_FIELDS = frozenset(
+    n for n, f in LiveState.model_fields.items() if not f.is_required() and n not in ("type", "v")
+)
 
 
 # ---------------------------------------------------------------------- pure core
@@ -57,17 +66,46 @@ def reconnect_delay(failures: int, first: float = RECONNECT_FIRST_S, cap: float 
     return float(min(cap, first * 2 ** (failures - 1)))
 
 
+def salvage(raw: str | bytes) -> tuple[LiveState, tuple[str, ...]] | None:
+    """A record whose only faults are in fields it can do without (an unknown state, a time that is
+    out of range, a field of a newer release): the rest, and the names of the fields dropped."""
+    try:
+        data: dict[str, Any] = load_object(raw, MAX_RECORD_BYTES)
+    except ProtocolError:
+        return None
+    dropped: list[str] = []
+    for _ in range(len(data) + 1):
+        try:
+            return LiveState.model_validate(data), tuple(dropped)
+        except ValidationError as exc:
+            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            if not bad or any(n in LiveState.model_fields and n not in OPTIONAL_FIELDS for n in bad):
+                return None
+            for name in sorted(bad):
+                data.pop(name, None)
+                dropped.append(name)
+    return None
+
+
 def decode(raw: str | bytes, tenant: str, source: str) -> LiveState | None:
     """A LiveState of ``tenant`` from ``raw``, or None (logged with the reason) if it is unusable."""
     try:
         state: LiveState = parse_record(raw, LiveState)
     except ProtocolError as exc:
+        kept = salvage(raw)
+        if kept is None:
+            log.warning(
+                "skipping malformed live state: %s",
+                exc.message,
+                extra={"tenant": tenant, "source": source, "code": exc.code, "field": exc.field},
+            )
+            return None
+        state, dropped = kept
         log.warning(
-            "skipping malformed live state: %s",
-            exc.message,
-            extra={"tenant": tenant, "source": source, "code": exc.code, "field": exc.field},
+            "live state read without its unreadable fields: %s",
+            ", ".join(dropped),
+            extra={"tenant": tenant, "source": source, "agent_id": state.agent_id, "why": exc.message},
         )
-        return None
     if state.tenant != tenant:
         log.warning(
             "skipping live state of another tenant: expected %r, got %r",
@@ -134,8 +172,9 @@ class LiveFeed:
         for listener in list(self._listeners):
             try:
                 listener(snapshot)
-            except Exception:
-                log.exception("live feed listener failed", extra={"tenant": self.tenant})
+            except Exception as exc:  # one line, no traceback: a listener's fault never stops the feed
+                error = f"{type(exc).__name__}: {exc}"
+                log.error("live feed listener failed", extra={"tenant": self.tenant, "error": error})
 
     def _apply(self, state: LiveState) -> None:
         held = self._table.get(state.agent_id)
@@ -188,7 +227,7 @@ class LiveFeed:
         # changes published while the connection was down would never reach the views.
         client = aioredis.Redis.from_url(
             self.redis_url,
-            decode_responses=True,
+            decode_responses=False,  # values are decoded by decode(): bytes that are not UTF-8 are skipped
             retry=Retry(NoBackoff(), 0),
             client_name=self.client_name,
             socket_connect_timeout=5.0,
@@ -219,7 +258,8 @@ class LiveFeed:
         raw = await client.hgetall(keys.live_hash(self.tenant))
         table: dict[str, LiveState] = {}
         for field, value in raw.items():
-            state = decode(value, self.tenant, f"hash:{field!s}")
+            name = field.decode(errors="replace") if isinstance(field, bytes) else str(field)
+            state = decode(value, self.tenant, f"hash:{name}")
             if state is not None:
                 table = merge(table, state)
         self._table = table

@@ -3,6 +3,11 @@
 Stable DOM hooks for browser tests and scripts: the table has ``id="live-table"``, each row
 ``data-agent="<agent_id>"`` and ``data-status="<status>"``, each cell ``data-field="<name>"``;
 each count has ``data-count="<status>"``.
+
+Nothing a live state holds can break the page: a time that cannot be shown, a state this
+release does not know, over-long text or text with control characters are shown as a
+placeholder (``?``, cut with ``…``, control characters as U+FFFD), and a row that still
+cannot be drawn becomes one "unreadable" row; the rest of the table is drawn as usual.
 """
 
 from __future__ import annotations
@@ -71,11 +76,34 @@ COLORS: dict[Status, str] = {
 }
 
 
+UNREADABLE = "?"  # shown for a value that cannot be displayed (a time out of range, a state unknown here)
+MAX_SHOWN = 80  # characters of a name or task shown in a cell (the rest cut with "…")
+
+
+def shown_state(state: LiveState) -> Status:
+    """The presence state to show: the agent's, or ``unknown`` (none yet, or one not known here)."""
+    value = state.state
+    return value if isinstance(value, str) and value in STATES_BY_URGENCY else "unknown"
+
+
 def status_of(state: LiveState) -> Status:
     """The display status of an agent: ``offline``, its presence state, or ``unknown``."""
     if not state.online:
         return "offline"
-    return state.state or "unknown"
+    return shown_state(state)
+
+
+def display_text(value: object, limit: int = MAX_SHOWN) -> str | None:
+    """Text for a cell: None for nothing; control and other unprintable characters replaced by U+FFFD;
+    cut to ``limit`` characters with "…". Not yet HTML-escaped."""
+    if value is None or value == "":
+        return None
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else "\ufffd" for c in text)
+    return text
 
 
 def counts(table: Mapping[str, LiveState]) -> dict[Status, int]:
@@ -85,13 +113,17 @@ def counts(table: Mapping[str, LiveState]) -> dict[Status, int]:
 
 
 def format_time(value: datetime | None, tz: tzinfo | None, now: datetime) -> str:
-    """Local time of ``value``: ``HH:MM:SS`` today, ``YYYY-MM-DD HH:MM`` otherwise, ``—`` if None."""
+    """Local time of ``value``: ``HH:MM:SS`` today, ``YYYY-MM-DD HH:MM`` otherwise, ``—`` if None,
+    ``?`` (:data:`UNREADABLE`) when it cannot be shown in ``tz`` (out of range, not a time)."""
     if value is None:
         return "—"
-    local = value.astimezone(tz)
-    if local.date() == now.astimezone(tz).date():
-        return local.strftime("%H:%M:%S")
-    return local.strftime("%Y-%m-%d %H:%M")
+    try:
+        local = value.astimezone(tz)
+        if local.date() == now.astimezone(tz).date():
+            return local.strftime("%H:%M:%S")
+        return local.strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, ValueError, OSError, TypeError, AttributeError):
+        return UNREADABLE
 
 
 def render_counts(table: Mapping[str, LiveState]) -> str:
@@ -120,30 +152,59 @@ def render_status(agents: int, connected: bool, tenant: str, now: datetime, tz: 
     )
 
 
+def _cell_text(value: object) -> str:
+    text = display_text(value)
+    return '<span class="muted">—</span>' if text is None else escape(text)
+
+
+def _state_badge(state: LiveState) -> str:
+    shown = shown_state(state)
+    if state.state is not None and shown == "unknown":  # a state this release does not know
+        title = f"unknown state {escape(display_text(state.state) or '')}"
+        return f'<span class="badge" style="--c:{COLORS["unknown"]}" title="{title}">{UNREADABLE}</span>'
+    hint = "" if state.online else ' title="last known state"'
+    return f'<span class="badge" style="--c:{COLORS[shown]}"{hint}>{LABELS[shown]}</span>'
+
+
 def _row(state: LiveState, tz: tzinfo | None, now: datetime) -> str:
     status = status_of(state)
-    shown: Status = state.state or "unknown"
-    hint = "" if state.online else ' title="last known state"'
+    agent = escape(display_text(state.agent_id) or UNREADABLE)
     cells = {
-        "agent": escape(state.agent_id),
-        "user": escape(state.user) if state.user else '<span class="muted">—</span>',
+        "agent": agent,
+        "user": _cell_text(state.user),
         "connection": (
             f'<span class="dot" style="--c:{COLORS["present" if state.online else "offline"]}"></span>'
             f"{'online' if state.online else 'offline'}"
         ),
-        "state": f'<span class="badge" style="--c:{COLORS[shown]}"{hint}>{LABELS[shown]}</span>',
+        "state": _state_badge(state),
         "on_duty": "on duty" if state.on_duty else '<span class="muted">off duty</span>',
-        "task": escape(state.task) if state.task else '<span class="muted">—</span>',
+        "task": _cell_text(state.task),
         "since": format_time(state.since, tz, now),
         "last_seen": format_time(state.last_seen, tz, now),
     }
     tds = "".join(f'<td data-field="{name}">{cells[name]}</td>' for name, _ in COLUMNS)
-    return f'<tr class="{status}" data-agent="{escape(state.agent_id)}" data-status="{status}">{tds}</tr>'
+    return f'<tr class="{status}" data-agent="{agent}" data-status="{status}">{tds}</tr>'
+
+
+def _unreadable_row(key: str) -> str:
+    agent = escape(display_text(key) or UNREADABLE)
+    return (
+        f'<tr class="unknown" data-agent="{agent}" data-status="unknown"><td data-field="agent">{agent}</td>'
+        f'<td class="muted" colspan="{len(COLUMNS) - 1}">unreadable live state</td></tr>'
+    )
 
 
 def sort_key(state: LiveState) -> tuple[str, str]:
     """Rows in a stable order: by user name (agents without one last), then agent id."""
-    return ((state.user or "\uffff").casefold(), state.agent_id)
+    return (str(state.user or "\uffff").casefold(), str(state.agent_id))
+
+
+def render_row(key: str, state: LiveState, tz: tzinfo | None, now: datetime) -> str:
+    """One agent's row; a state that cannot be drawn at all is one "unreadable live state" row."""
+    try:
+        return _row(state, tz, now)
+    except Exception:  # the last line of defence: one bad record never breaks the page
+        return _unreadable_row(key)
 
 
 def render_table(table: Mapping[str, LiveState], tz: tzinfo | None, now: datetime) -> str:
@@ -152,5 +213,9 @@ def render_table(table: Mapping[str, LiveState], tz: tzinfo | None, now: datetim
     if not table:
         body = f'<tr><td class="empty" colspan="{len(COLUMNS)}">No agents have reported yet.</td></tr>'
     else:
-        body = "".join(_row(s, tz, now) for s in sorted(table.values(), key=sort_key))
+        try:
+            rows = sorted(table.items(), key=lambda item: sort_key(item[1]))
+        except Exception:  # an unsortable value: the table's own order
+            rows = list(table.items())
+        body = "".join(render_row(key, s, tz, now) for key, s in rows)
     return f'<table id="live-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

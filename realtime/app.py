@@ -31,8 +31,11 @@ from realtime.auth import Authenticator
 from realtime.evidence_upload import EvidenceUploads, default_sink
 from realtime.gateway import Gateway, utcnow
 from realtime.reaper import Reaper
+from realtime.redis_client import server_redis
+from realtime.revocation import RevocationCheck
+from realtime.serving import GatewayServer, listen_socket
 from realtime.tenant_tasks import TaskOffers
-from storage.accounts import lookup_token
+from storage.accounts import invalid_tokens, lookup_token
 from storage.agent_settings_store import load_layers
 from storage.db import check_schema, make_engine
 from storage.tasks import active_tasks
@@ -51,11 +54,9 @@ def ws_max_size(max_frame_bytes: int) -> int:
 
 
 def redis_client(url: str) -> aioredis.Redis:
-    """A client over a blocking pool: a burst of sessions queues for connections rather than erroring."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=REDIS_POOL_SIZE, timeout=10, decode_responses=True, socket_connect_timeout=5
-    )
-    return aioredis.Redis.from_pool(pool)
+    """A client over a bounded pool (a burst of sessions queues for connections rather than
+    erroring) that reconnects after a Redis restart (:mod:`realtime.redis_client`)."""
+    return server_redis(url, max_connections=REDIS_POOL_SIZE)
 
 
 def create_app(settings: ServerSettings) -> Starlette:
@@ -111,7 +112,13 @@ async def running_gateway(
         # Stopped last: the writer drains what the sessions queued before the gateway stops.
         await stack.enter_async_context(background("redis-writer", gateway.writer.run(), gateway.writer.stop))
         await stack.enter_async_context(reaping(settings, redis))
-        await stack.enter_async_context(background("settings-listener", gateway.settings_listener.run()))
+        await stack.enter_async_context(revoking(settings, gateway, engine))
+        watermarks_stop = asyncio.Event()
+        await stack.enter_async_context(
+            background("stored-watermarks", gateway.watermarks.run(watermarks_stop), watermarks_stop.set)
+        )
+        listener = gateway.settings_listener
+        await stack.enter_async_context(background("settings-listener", listener.run(), listener.stop))
         log.info("gateway started", extra={"redis": _safe_url(redis_url)})
         yield gateway
 
@@ -130,6 +137,17 @@ def reaping(settings: ServerSettings, redis: aioredis.Redis) -> contextlib.Abstr
     stop = asyncio.Event()
     reaper = Reaper(redis, STALE_FACTOR * settings.heartbeat_timeout_s, settings.heartbeat_timeout_s)
     return background("live-reaper", reaper.run(stop, utcnow), stop.set)
+
+
+def revoking(
+    settings: ServerSettings, gateway: Gateway, engine: Engine
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """The re-check of the open sessions' tokens (revoked ones closed 1008), as a background task."""
+    stop = asyncio.Event()
+    check = RevocationCheck(
+        gateway.registry.all, gateway.auth, partial(invalid_tokens, engine), settings.revocation_check_s
+    )
+    return background("revocation-check", check.run(stop), stop.set)
 
 
 @asynccontextmanager
@@ -169,15 +187,21 @@ def uvicorn_config(app: Starlette, settings: ServerSettings) -> uvicorn.Config:
 
 
 def serve(settings: ServerSettings) -> None:
-    """Run the gateway until SIGINT/SIGTERM (uvicorn handles both and stops cleanly)."""
+    """Run the gateway until SIGINT/SIGTERM (uvicorn handles both and stops cleanly).
+
+    The port is taken first (taken already: one line, exit code 2), then the application starts;
+    a stop signal during start-up ends it within seconds (:mod:`realtime.serving`).
+    """
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn_config(app, settings))
+    sock = listen_socket(settings.gateway_host, settings.gateway_port)
+    server = GatewayServer(uvicorn_config(app, settings))
     # Long-lived objects (modules, models) are moved out of the collector's sight and young
     # generations are collected less often: fewer GC pauses in the tail of ack latency.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    server.run()
-    if not server.started:
+    with sock:
+        server.run(sockets=[sock])
+    if not server.started and not server.should_exit:
         raise RuntimeError(
             f"gateway did not start on {settings.gateway_host}:{settings.gateway_port}; see the log above"
         )

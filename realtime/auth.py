@@ -3,14 +3,17 @@
 The lookup itself is synchronous SQLAlchemy (:func:`storage.accounts.lookup_token`)
 and runs in a worker thread. Valid identities are cached for ``ttl_s`` seconds so
 a reconnect storm does not turn into a database storm; unknown and revoked
-tokens are looked up every time (a revocation is seen within ``ttl_s``).
+tokens are looked up every time. A revocation reaches the cache sooner than
+``ttl_s``: the gateway's revocation check (:mod:`realtime.revocation`) re-reads
+the cached tokens with its open sessions' and drops those no longer valid
+(:meth:`Authenticator.forget`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from realtime.protocol import CLOSE_POLICY_VIOLATION
 from realtime.session import Rejection
@@ -52,6 +55,15 @@ class Authenticator:
             del self._cache[key]
             return None
         return identity
+
+    def cached_hashes(self) -> set[str]:
+        """The token hashes of every cached identity (expired ones included)."""
+        return set(self._cache)
+
+    def forget(self, token_hashes: Iterable[str]) -> None:
+        """Drop these token hashes from the cache: their next session start is looked up again."""
+        for key in token_hashes:
+            self._cache.pop(key, None)
 
     def remember(self, token: str, identity: AgentIdentity) -> None:
         if self._ttl_s <= 0:

@@ -31,7 +31,9 @@ class BatcherStopped(RuntimeError):
 @dataclass
 class _Job:
     commands: Sequence[Command]
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[list[Any]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 def take_jobs(queue: list[_Job], max_commands: int) -> tuple[list[_Job], list[_Job]]:
@@ -62,14 +64,15 @@ class WriteBatcher:
         self.pipelines = 0
         self.commands = 0
 
-    async def submit(self, commands: Sequence[Command]) -> None:
-        """Queue ``commands`` for the next pipeline; raise the Redis error if any of them failed."""
+    async def submit(self, commands: Sequence[Command]) -> list[Any]:
+        """Queue ``commands`` for the next pipeline; their replies, in order (an XADD's is the new
+        entry id); raise the Redis error if any of them failed."""
         if self._stopping:
             raise BatcherStopped("gateway is stopping")
         job = _Job(commands)
         self._queue.append(job)
         self._wakeup.set()
-        await job.done
+        return await job.done
 
     async def run(self) -> None:
         """Write until :meth:`stop`; drains what was queued before returning."""
@@ -110,6 +113,6 @@ class WriteBatcher:
                 continue
             error = first_error(own)
             if error is None:
-                job.done.set_result(None)
+                job.done.set_result(list(own))
             else:
                 job.done.set_exception(error)

@@ -12,7 +12,8 @@ JSON + image bytes. Chunks of one image arrive in order on one session (offset 0
 image; a new offset 0 discards an unfinished one). The last chunk is checked against the
 sha256 and the size limit, stored through an :class:`EvidenceSink`, and only then answered with
 ``evidence_stored``; every problem is answered with ``evidence_rejected`` naming the image, a
-code and what was expected (``retry`` true only when the store itself failed).
+code and what was expected (``retry`` true only when the store itself failed, ``store_unavailable``,
+or the gateway holds too many unfinished uploads, ``busy``: see :class:`EvidenceUploads`).
 
 Sinks: :class:`EncryptedSink` (the tenant-encrypted store of :mod:`storage.evidence_store`, the
 default) and :class:`FolderSink` (plain files ``<data_dir>/uploads/<tenant>/<sha256>.jpg``).
@@ -26,6 +27,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -43,6 +45,7 @@ from realtime.protocol import (
     ProtocolError,
     parse_evidence_chunk,
 )
+from realtime.session import out_of_window
 from storage.evidence_store import EvidenceError, open_store, save_evidence
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,21 @@ def accept_chunk(
     return Complete(partial.header, whole)
 
 
+def admits(pending_bytes: int, size: int, limit: int) -> bool:
+    """Whether a new upload of ``size`` bytes may start beside ``pending_bytes`` of unfinished ones
+    (declared sizes) under a gateway's ``limit``; with none unfinished, any image may start."""
+    return pending_bytes == 0 or pending_bytes + size <= limit
+
+
+def busy(header: EvidenceChunk, pending_bytes: int, limit: int) -> EvidenceRejected:
+    """The refusal of an upload that does not fit now: retry later, nothing is lost."""
+    message = (
+        f"evidence {header.sha256}: gateway busy: {pending_bytes} bytes of unfinished uploads "
+        f"plus {header.size} would pass the limit of {limit} bytes; retry later"
+    )
+    return EvidenceRejected(sha256=header.sha256, code="busy", message=message, retry=True)
+
+
 # ---------------------------------------------------------------------- sinks
 
 
@@ -160,19 +178,44 @@ def default_sink(settings: ServerSettings, engine: Engine) -> EvidenceSink:
 
 
 class EvidenceUploads:
-    """Unfinished uploads per session, and storing the finished ones."""
+    """Unfinished uploads per session (one image each), bounded per gateway, and storing the finished ones.
+
+    A session has at most one image in progress (a new offset 0 discards its unfinished one), of
+    at most ``evidence_max_bytes``. All sessions' unfinished images together stay within
+    ``evidence_pending_max_bytes`` (counted at their declared size from their first chunk): an
+    image that would pass it is refused with ``busy`` (``retry``), its later chunks dropped.
+    """
 
     def __init__(self, settings: ServerSettings, make_sink: Callable[[], EvidenceSink] | None = None) -> None:
         self.max_bytes = settings.evidence_max_bytes
+        self.pending_max_bytes = settings.evidence_pending_max_bytes
+        self.window = settings.max_event_age_s, settings.max_clock_skew_s  # of taken_at (realtime/session.py)
         self.make_sink = make_sink
         self._sink: EvidenceSink | None = None
         self._partials: dict[str, Partial] = {}
         self._rejected: dict[str, str] = {}  # session -> sha256 whose later chunks are dropped unanswered
+        self.pending_bytes = 0  # declared sizes of the unfinished images of every session
+        self.peak_pending_bytes = 0
         self.stored = 0
+
+    def _drop_partial(self, session_id: str) -> None:
+        partial = self._partials.pop(session_id, None)
+        if partial is not None:
+            self.pending_bytes -= partial.header.size
+
+    def _keep_partial(self, session_id: str, partial: Partial) -> None:
+        self._drop_partial(session_id)
+        self._partials[session_id] = partial
+        self.pending_bytes += partial.header.size
+        self.peak_pending_bytes = max(self.peak_pending_bytes, self.pending_bytes)
+
+    def held_bytes(self) -> int:
+        """Image bytes held in memory for the unfinished uploads."""
+        return sum(p.received for p in self._partials.values())
 
     def forget(self, session_id: str) -> None:
         """The session ended: drop its unfinished upload (the agent sends it again)."""
-        self._partials.pop(session_id, None)
+        self._drop_partial(session_id)
         self._rejected.pop(session_id, None)
 
     def sink(self) -> EvidenceSink:
@@ -194,15 +237,25 @@ class EvidenceUploads:
             return exc.to_frame()
         if header.offset > 0 and self._rejected.get(session_id) == header.sha256:
             return None  # the rest of an image already answered with evidence_rejected
+        if header.offset == 0 and (why := out_of_window(header.taken_at, datetime.now(UTC), *self.window)):
+            self._rejected[session_id] = header.sha256
+            return _reject(header, "invalid_chunk", f"taken_at: {why}")
+        extra = {"tenant": tenant, "agent_id": agent_id, "session_id": session_id, "sha256": header.sha256}
+        if header.offset == 0 and header.size <= self.max_bytes:
+            self._drop_partial(session_id)  # a new image discards the session's unfinished one
+            if not admits(self.pending_bytes, header.size, self.pending_max_bytes):
+                self._rejected[session_id] = header.sha256
+                refusal = busy(header, self.pending_bytes, self.pending_max_bytes)
+                log.info("evidence refused: gateway busy", extra={**extra, "pending": self.pending_bytes})
+                return refusal
         result = accept_chunk(self._partials.get(session_id), header, data, self.max_bytes)
         if isinstance(result, Partial):
-            self._partials[session_id] = result
+            self._keep_partial(session_id, result)
             self._rejected.pop(session_id, None)
             return None
         self.forget(session_id)
         if isinstance(result, EvidenceRejected):
             self._rejected[session_id] = header.sha256
-        extra = {"tenant": tenant, "agent_id": agent_id, "session_id": session_id, "sha256": header.sha256}
         if isinstance(result, EvidenceRejected):
             log.info("evidence rejected", extra={**extra, "code": result.code, "why": result.message})
             return result

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 TENANTS = "tw:tenants"  # set of tenants that have produced events (worker discovery)
 PERSIST_GROUP = "persist"  # consumer group of the persistence workers
+BUILD_GROUP = "build"  # consumer group of the interval and incident builder
+# The groups every entry of a tenant stream must be done with before it may be trimmed
+# (workers/trim.py); a stream is not trimmed at all while one of them does not exist yet.
+REQUIRED_GROUPS = (PERSIST_GROUP, BUILD_GROUP)
 ENTRY_FIELD = "e"  # the stream entry field holding a StreamEvent JSON
 
 

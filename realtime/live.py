@@ -8,18 +8,28 @@ decode both with ``protocol.parse_record(raw, LiveState)``.
 The state transitions are pure (:func:`fold`, :func:`went_online`,
 :func:`went_offline`); the I/O helpers only read the previous value, and write
 and publish the new one.
+
+Each state names the session that owns it (``session_id``, the agent's newest
+session, on whichever gateway). Writes are compare-and-set Lua scripts
+(:mod:`realtime.live_scripts`): :func:`mark_online` takes the state over; only
+the owner may then write it (:func:`write` for event-driven changes,
+:func:`refresh` for a heartbeat, :func:`mark_offline`), so a replaced session
+can neither mark its agent offline nor overwrite the newer session's state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
-from realtime import keys
+from realtime import keys, live_scripts
+from realtime.batcher import BatcherStopped, Command, WriteBatcher
 from realtime.protocol import (
     DutyEvent,
     Event,
@@ -32,6 +42,8 @@ from realtime.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+CLAIM_ATTEMPTS = 10  # a session opening retries taking the state over this often
 
 
 # ----------------------------------------------------------------------- pure
@@ -70,12 +82,22 @@ def fold(live: LiveState, events: Sequence[Event], now: datetime | None = None) 
 
 
 def went_online(
-    tenant: str, agent_id: str, user: str | None, now: datetime, previous: LiveState | None
+    tenant: str,
+    agent_id: str,
+    user: str | None,
+    now: datetime,
+    previous: LiveState | None,
+    session_id: str | None = None,
 ) -> LiveState:
-    """The live state of an agent whose session just opened; keeps its previous state."""
+    """The live state of an agent whose session ``session_id`` just opened (and owns it);
+    keeps its previous state."""
     if previous is None:
-        return LiveState(tenant=tenant, agent_id=agent_id, user=user, online=True, last_seen=now)
-    return previous.model_copy(update={"user": user, "online": True, "last_seen": now})
+        return LiveState(
+            tenant=tenant, agent_id=agent_id, user=user, online=True, last_seen=now, session_id=session_id
+        )
+    return previous.model_copy(
+        update={"user": user, "online": True, "last_seen": now, "session_id": session_id}
+    )
 
 
 def went_offline(live: LiveState, now: datetime) -> LiveState:
@@ -86,24 +108,21 @@ def went_offline(live: LiveState, now: datetime) -> LiveState:
 # ------------------------------------------------------------------------- I/O
 
 
-def commands(live: LiveState) -> list[tuple[str, ...]]:
-    """The Redis commands that store ``live`` in the tenant's hash and publish it."""
-    data = encode(live)
-    return [
-        ("HSET", keys.live_hash(live.tenant), live.agent_id, data),
-        ("PUBLISH", keys.live_channel(live.tenant), data),
-    ]
+def write(live: LiveState) -> Command:
+    """The command that stores and publishes ``live`` if its session still owns the state."""
+    session = live.session_id or ""
+    return live_scripts.owner_write(live.tenant, live.agent_id, session, encode(live))
 
 
-def stage(pipe: Any, live: LiveState) -> None:
-    """Queue the HSET and PUBLISH of ``live`` on a redis pipeline (or client)."""
-    for command in commands(live):
-        pipe.execute_command(*command)
+def refresh(believed: LiveState, live: LiveState) -> Command:
+    """The command that stores ``live`` (a heartbeat's newer ``last_seen``) if its session still
+    owns the state, publishing it only when the stored state is not ``believed``."""
+    session = live.session_id or ""
+    return live_scripts.owner_write(live.tenant, live.agent_id, session, encode(live), encode(believed))
 
 
-async def load(redis: aioredis.Redis, tenant: str, agent_id: str) -> LiveState | None:
-    """The stored live state of an agent; None when absent or unreadable (logged)."""
-    raw = await redis.hget(keys.live_hash(tenant), agent_id)
+def parse_stored(raw: str | bytes | None, tenant: str, agent_id: str) -> LiveState | None:
+    """A stored live state; None when absent, unreadable or another agent's (logged)."""
     if raw is None:
         return None
     try:
@@ -123,22 +142,54 @@ async def load(redis: aioredis.Redis, tenant: str, agent_id: str) -> LiveState |
     return live
 
 
+async def load(redis: aioredis.Redis, tenant: str, agent_id: str) -> LiveState | None:
+    """The stored live state of an agent; None when absent or unreadable (logged)."""
+    return parse_stored(await redis.hget(keys.live_hash(tenant), agent_id), tenant, agent_id)
+
+
+class LiveStateContended(RedisError):
+    """The live state changed under every attempt to take it over (a storm of sessions of one agent)."""
+
+
 async def mark_online(
-    redis: aioredis.Redis, tenant: str, agent_id: str, user: str | None, now: datetime
+    redis: aioredis.Redis,
+    tenant: str,
+    agent_id: str,
+    user: str | None,
+    now: datetime,
+    session_id: str | None = None,
 ) -> LiveState:
-    """Record a session opening: SADD the tenant to TENANTS, store and publish online=True."""
-    live = went_online(tenant, agent_id, user, now, await load(redis, tenant, agent_id))
+    """Record session ``session_id`` opening: SADD the tenant to TENANTS, then take the state over
+    (store and publish online=True owned by the session), a compare-and-set on the value read,
+    retried when another write came between."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.sadd(keys.TENANTS, tenant)
-        stage(pipe, live)
-        await pipe.execute()
-    return live
+        pipe.hget(keys.live_hash(tenant), agent_id)
+        _added, raw = await pipe.execute()
+    for attempt in range(CLAIM_ATTEMPTS):
+        if attempt > 0:
+            raw = await redis.hget(keys.live_hash(tenant), agent_id)
+        live = went_online(tenant, agent_id, user, now, parse_stored(raw, tenant, agent_id), session_id)
+        if await redis.execute_command(*live_scripts.compare_and_set(tenant, agent_id, raw, encode(live))):
+            return live
+    raise LiveStateContended(
+        f"live state of {tenant}/{agent_id}: expected to take it over within {CLAIM_ATTEMPTS} attempts; "
+        "it changed under every one"
+    )
 
 
-async def mark_offline(redis: aioredis.Redis, live: LiveState, now: datetime) -> LiveState:
-    """Record a session ending: store and publish online=False."""
+async def mark_offline(
+    redis: aioredis.Redis, live: LiveState, now: datetime, writer: WriteBatcher | None = None
+) -> LiveState | None:
+    """Record a session ending: store and publish online=False if the session still owns the
+    state; None when a newer session owns it (nothing written). Through ``writer``'s shared
+    pipeline when given (directly once it is stopping)."""
     offline = went_offline(live, now)
-    async with redis.pipeline(transaction=False) as pipe:
-        stage(pipe, offline)
-        await pipe.execute()
-    return offline
+    command = write(offline)
+    done = None
+    if writer is not None:
+        with contextlib.suppress(BatcherStopped):  # stopping: written directly below
+            (done,) = await writer.submit([command])
+    if done is None:
+        done = await redis.execute_command(*command)
+    return offline if done != live_scripts.NOT_OWNER else None

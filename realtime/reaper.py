@@ -5,8 +5,11 @@ crashes (or a host that loses power) cannot. Every gateway therefore refreshes
 ``last_seen`` of its sessions on each heartbeat, and runs :class:`Reaper`: at
 start-up and then periodically, any agent still ``online`` whose ``last_seen``
 is older than the stale limit is marked offline. The write is a compare-and-set
-(a Lua script over the tenant's hash and channel, which share a hash tag), so a
-reaper never overwrites a state that a live session just refreshed.
+on the exact value read (:func:`realtime.live_scripts.compare_and_set`, the Lua
+script every live-state writer uses), so a reaper never overwrites a state that
+a live session just refreshed; the reaped state keeps its owner, so that
+session's next heartbeat (if it is alive after all) finds the state differing
+from what it believes and publishes it online again.
 """
 
 from __future__ import annotations
@@ -21,19 +24,10 @@ from redis.exceptions import RedisError
 
 from realtime import keys
 from realtime.live import went_offline
+from realtime.live_scripts import compare_and_set
 from realtime.protocol import LiveState, ProtocolError, encode, parse_record
 
 log = logging.getLogger(__name__)
-
-# KEYS[1] live hash, KEYS[2] live channel; ARGV[1] agent, ARGV[2] expected JSON, ARGV[3] new JSON.
-COMPARE_AND_SET = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-  redis.call('PUBLISH', KEYS[2], ARGV[3])
-  return 1
-end
-return 0
-"""
 
 
 def stale(states: Iterable[LiveState], now: datetime, limit_s: float) -> list[LiveState]:
@@ -55,10 +49,7 @@ async def reap_tenant(redis: Any, tenant: str, now: datetime, limit_s: float) ->
     for state in stale((s for _, s in parsed.values()), now, limit_s):
         raw = parsed[state.agent_id][0]
         new = encode(went_offline(state, state.last_seen))
-        done = await redis.eval(
-            COMPARE_AND_SET, 2, keys.live_hash(tenant), keys.live_channel(tenant), state.agent_id, raw, new
-        )
-        if done:
+        if await redis.execute_command(*compare_and_set(tenant, state.agent_id, raw, new)):
             reaped.append(state.agent_id)
     if reaped:
         log.info("stale agents marked offline", extra={"tenant": tenant, "agents": len(reaped)})

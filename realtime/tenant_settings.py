@@ -10,6 +10,9 @@ pattern-subscribes to the channels and hands each announced tenant's layers to t
 which sends every open session of that tenant the effective settings of its user
 (:func:`realtime.protocol.agent_settings.resolve`). Given ``push_tasks``, the same listener follows
 :data:`realtime.keys.TASKS_CHANNEL_PATTERN` (task list changes, :mod:`realtime.tenant_tasks`).
+The listener subscribes again when Redis goes away or restarts (its client reconnects by itself,
+:mod:`realtime.redis_client`; beyond that it backs off, :func:`resubscribe_delay`), and ends on
+:meth:`SettingsListener.stop`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from realtime.tenant_tasks import decode_tasks
 log = logging.getLogger(__name__)
 
 CACHE_TTL_S = 3600  # a cached tenant is read from the database again at least this often (memberships)
+LISTEN_WAKE_S = 1.0  # the settings listener's reader wakes up this often (health check, stop)
+RESUBSCRIBE_FIRST_S = 0.25  # first wait before subscribing again; doubles per failure
+RESUBSCRIBE_CAP_S = 2.0  # longest wait between two subscription attempts
 
 Lookup = Callable[[str], SettingsLayers]  # tenant -> its layers from the database (blocking)
 
@@ -132,30 +138,55 @@ class SettingsListener:
         if push_tasks is not None:
             self.patterns.append(keys.TASKS_CHANNEL_PATTERN)
         self.subscribed = asyncio.Event()  # set while every pattern subscription is live
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
+
+    def stop(self) -> None:
+        """End :meth:`run`: at once (a cancel), at the latest at its next wake-up (``LISTEN_WAKE_S``).
+
+        The flag is what makes it sure: a cancel that lands as a Redis read completes can be lost
+        inside redis-py (``asyncio.wait_for`` on Python 3.11), and a listener blocked for good on
+        ``listen()`` kept the gateway from ever stopping.
+        """
+        self._stopping.set()
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
 
     async def run(self) -> None:
-        """Forever (until cancelled), resubscribing with backoff when Redis goes away."""
-        delay = 0.5
-        while True:
+        """Until :meth:`stop` (or a cancel): subscribe, hand on every message, and subscribe again
+        with backoff (:func:`resubscribe_delay`) when Redis goes away or restarts."""
+        self._task = asyncio.current_task()
+        failures = 0
+        while not self._stopping.is_set():
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.psubscribe(*self.patterns)
-                async for message in pubsub.listen():
+                while not self._stopping.is_set():
+                    # A timed wait, not listen(): the reader wakes up to health-check its
+                    # connection (client option) and to see a stop.
+                    message = await pubsub.get_message(timeout=LISTEN_WAKE_S)
+                    if message is None:
+                        continue
                     if message["type"] == "psubscribe" and int(message["data"]) >= len(self.patterns):
+                        if failures:
+                            log.info("settings subscription back", extra={"after_failures": failures})
                         self.subscribed.set()
-                        delay = 0.5
+                        failures = 0
                     elif message["type"] == "pmessage":
                         await self._on_message(str(message["channel"]), message["data"])
             except (RedisError, OSError) as exc:
+                failures += 1
+                delay = resubscribe_delay(failures)
                 log.warning(
-                    "settings subscription lost; retrying", extra={"error": str(exc), "retry_s": delay}
+                    "settings subscription lost; subscribing again",
+                    extra={"error": str(exc), "retry_s": delay, "failures": failures},
                 )
             finally:
                 self.subscribed.clear()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
-            await asyncio.sleep(delay)  # back off before resubscribing
-            delay = min(delay * 2, 10.0)
+            if failures and not self._stopping.is_set():
+                await _wait_for_event(self._stopping, resubscribe_delay(failures))  # back off
 
     async def _on_message(self, channel: str, data: Any) -> None:
         try:
@@ -171,3 +202,18 @@ class SettingsListener:
                 await self.push_tasks(tenant, frame)
             return
         await self.push(tenant, decode_layers(tenant, data if isinstance(data, str | bytes) else str(data)))
+
+
+def resubscribe_delay(failures: int) -> float:
+    """Pure: the wait before subscribing again after ``failures`` failures in a row (>= 1):
+    0.25 s doubling to ``RESUBSCRIBE_CAP_S``, so a restarted Redis is followed within seconds."""
+    if failures < 1:
+        raise ValueError(f"failures: expected >= 1, got {failures}")
+    return float(min(RESUBSCRIBE_CAP_S, RESUBSCRIBE_FIRST_S * 2 ** min(failures - 1, 16)))
+
+
+async def _wait_for_event(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait until ``event`` is set or ``timeout_s`` passed, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()

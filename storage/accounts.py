@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core.errors import OperatorError
 from core.ids import SLUG_RE
@@ -30,6 +31,7 @@ class AgentIdentity:
     user: str | None
     revoked: bool
     user_id: int | None = None  # the device's user (its agent settings inherit through them)
+    token_hash: str = ""  # sha256 hex of the token it was found by (re-checked while a session is open)
 
 
 def hash_token(token: str) -> str:
@@ -145,4 +147,25 @@ def lookup_token(engine: Engine, token: str) -> AgentIdentity | None:
         user=user_name,
         revoked=device.revoked_at is not None,
         user_id=device.user_id,
+        token_hash=device.token_hash,
     )
+
+
+BULK_LOOKUP_MAX = 10_000  # token hashes per query (SQLite allows 32,766 bound parameters)
+
+
+def invalid_tokens(engine: Engine, token_hashes: Collection[str]) -> set[str]:
+    """Which of ``token_hashes`` no longer open a session: revoked, reissued or deleted devices.
+
+    One query per ``BULK_LOOKUP_MAX`` hashes (a gateway re-checks all its open sessions at once).
+    """
+    wanted = sorted(set(token_hashes))
+    valid: set[str] = set()
+    with Session(engine) as s:
+        for start in range(0, len(wanted), BULK_LOOKUP_MAX):
+            chunk = wanted[start : start + BULK_LOOKUP_MAX]
+            query = select(col(AgentDevice.token_hash)).where(
+                col(AgentDevice.token_hash).in_(chunk), col(AgentDevice.revoked_at).is_(None)
+            )
+            valid.update(s.execute(query).scalars())
+    return set(wanted) - valid

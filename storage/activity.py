@@ -1,7 +1,7 @@
 """SQLModel tables of what agents report and what the builder derives from it.
 
-* :class:`EventRecord` - one agent event, stored exactly once (written by the
-  persistence worker and the builder, insert-or-ignore on the event id).
+* :class:`EventRecord` - one agent event, stored exactly once per tenant (written by
+  the persistence worker and the builder, insert-or-ignore on (tenant, event id)).
 * :class:`Interval` - duty, presence and task intervals derived from the events
   by :mod:`workers.intervals` (end ``None``: still open).
 * :class:`Incident` - peeking / impersonation / camera-blocked incidents derived
@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text
+from sqlalchemy import JSON, BigInteger, Column, Index, PrimaryKeyConstraint, Text
 from sqlmodel import Field, SQLModel
 
 from storage.models import tz_column
@@ -25,17 +25,22 @@ REVIEW_STATUSES = ("unreviewed", "confirmed", "false_positive")
 
 
 class EventRecord(SQLModel, table=True):
-    """One agent event, stored exactly once (primary key: the event's UUIDv7)."""
+    """One agent event, stored exactly once per tenant (primary key: the tenant and the event's UUIDv7).
+
+    The id is the agent's, so the key includes the tenant: one tenant's event is never taken
+    for a duplicate of another's. ``seq`` is 64-bit (up to ``realtime.protocol.MAX_SEQ``).
+    """
 
     __tablename__ = "event"
     __table_args__ = (
+        PrimaryKeyConstraint("tenant_id", "id"),
         Index("ix_event_tenant_agent_seq", "tenant_id", "agent_id", "seq"),
         Index("ix_event_tenant_agent_ts", "tenant_id", "agent_id", "ts"),
     )
-    id: str = Field(primary_key=True, max_length=36)
+    id: str = Field(max_length=36)
     tenant_id: str = Field(max_length=63)
     agent_id: str = Field(max_length=63)
-    seq: int
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     ts: datetime = Field(sa_column=tz_column())
     type: str = Field(max_length=16)
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

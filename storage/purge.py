@@ -42,7 +42,8 @@ def delete_in_batches(
             ids = list(s.execute(select(pk).where(where).limit(batch)).scalars())
             if not ids:
                 return total
-            s.execute(delete(table).where(pk.in_(ids)))
+            # `where` again: a key may not be unique on its own (events are keyed per tenant)
+            s.execute(delete(table).where(where, pk.in_(ids)))
             s.commit()
         total += len(ids)
         log.info("purge progress", extra={"table": table.__tablename__, "deleted": total})

@@ -8,12 +8,13 @@ stderr and exit code 2; ``audit verify`` exits 1 when it finds tampering.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +24,11 @@ from core.settings import ServerSettings, load_server_settings
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from realtime.erase import RedisErasure
     from storage.evidence_store import EvidenceStore
 
 TAMPERED = 1
+REDIS_TIMEOUT_S = 5.0
 
 
 def _settings(args: argparse.Namespace) -> ServerSettings:
@@ -88,8 +91,63 @@ def cmd_export_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _redis_for_erasure(settings: ServerSettings) -> str | None:
+    """The Redis to erase from, checked before anything is erased; None: none configured or running.
+
+    Configured but unreachable is an OperatorError: nothing is erased, the command can be rerun.
+    """
+    import redis
+    from redis.exceptions import RedisError
+
+    from core.errors import OperatorError
+    from core.process import redis_url
+
+    try:
+        url = redis_url(settings, "erase-user, to remove the user's events from Redis,")
+    except OperatorError:
+        return None
+    client = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S)
+    try:
+        client.ping()
+    except (RedisError, OSError) as exc:
+        raise OperatorError(
+            f"Redis at {url} cannot be reached ({type(exc).__name__}: {exc}); erase-user removes the "
+            "user's events from Redis as well: nothing was erased, run it again once Redis is up"
+        ) from None
+    finally:
+        client.close()
+    return url
+
+
+def _erase_from_redis(url: str, tenant: str, agents: tuple[str, ...]) -> RedisErasure:
+    """:func:`realtime.erase.erase_agents`; a Redis failure is one OperatorError saying what stays."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    from core.errors import OperatorError
+    from realtime.erase import erase_agents
+
+    async def erase() -> RedisErasure:
+        client = aioredis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S)
+        try:
+            return await erase_agents(client, tenant, agents, datetime.now(UTC))
+        finally:
+            await client.aclose()
+
+    try:
+        return asyncio.run(erase())
+    except (RedisError, OSError) as exc:
+        raise OperatorError(
+            f"the user was erased from the database, but removing the events of agents "
+            f"{', '.join(agents)} from Redis failed ({type(exc).__name__}: {exc}); they leave the event "
+            "stream TELEWORK_STREAM_KEEP_S after they are stored and the dead letters after "
+            "TELEWORK_DEAD_LETTER_KEEP_DAYS"
+        ) from None
+
+
 def cmd_erase_user(args: argparse.Namespace) -> int:
-    from storage.personal_data import erase_user
+    from storage import hash_chain_store
+    from storage.personal_data import erase_user, find_subject
 
     if not args.yes:
         print(
@@ -99,10 +157,32 @@ def cmd_erase_user(args: argparse.Namespace) -> int:
         )
         return USAGE_ERROR
     settings = _settings(args)
+    url = _redis_for_erasure(settings)
     with _engine(settings) as engine:
+        subject = find_subject(engine, args.tenant, args.login)  # its agents, before they are unlinked
         counts = erase_user(engine, _store(settings, engine), args.tenant, args.login, actor=_actor(args))
-    removed = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
-    print(f"user {args.login} of tenant {args.tenant} erased ({removed})")
+        removed = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
+        print(f"user {args.login} of tenant {args.tenant} erased ({removed})")
+        if url is None:
+            print(
+                f"telework {args.command}: warning: no Redis configured and no `telework up` running: "
+                "the user's events, dead letters and live states in Redis were not removed",
+                file=sys.stderr,
+            )
+            return 0
+        erased = _erase_from_redis(url, args.tenant, subject.agents)
+        hash_chain_store.record(
+            engine,
+            actor=_actor(args),
+            action="user.erase.redis",
+            target=f"user:{subject.user_id}",
+            tenant_id=args.tenant,
+            detail=erased.counts(),
+        )
+    print(
+        f"removed from Redis: {erased.events} event(s), {erased.dead_letters} dead letter(s), "
+        f"{erased.live_states} live state(s)"
+    )
     return 0
 
 
@@ -211,7 +291,8 @@ def add_admin_parsers(
     p = objs.add_parser(
         "erase-user",
         help="erase a user and all their data (audited; refused under legal hold)",
-        description="Delete the user, their events, intervals, incidents, evidence and face data.",
+        description="Delete the user, their events, intervals, incidents, evidence and face data; then, "
+        "in Redis, their agents' stream entries, dead letters and live states.",
     )
     _data_dir(p)
     p.add_argument("--tenant", required=True, help="tenant id")

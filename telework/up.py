@@ -3,9 +3,11 @@
 Pure parts (tested without I/O): :func:`plan_children` builds each child's command line and
 environment; :func:`split_agents` says which children wait for the servers. :func:`run_up`
 does the I/O as the list of steps in :func:`_run_up`; what a step starts and must undo (the
-embedded Redis, its published URL, the children) goes on one :class:`contextlib.ExitStack`,
-so the stop runs in the reverse order of the start. Children are started, watched and
-stopped by :mod:`telework.supervisor`.
+data folder's lock, the embedded Redis, its published URL, the children) goes on one
+:class:`contextlib.ExitStack`, so the stop runs in the reverse order of the start. Children are
+started, watched, restarted when they die and stopped by :mod:`telework.supervisor`.
+
+One `up` per data folder (:func:`telework.data_folder.lock_data_folder`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from core.process import redis_url_file, stop_on_signals
 from core.settings import ServerSettings
+from telework.data_folder import lock_data_folder, prepare_data_folder
 from telework.supervisor import AGENT_CHILDREN, ChildSpec, ExitDecision, Supervisor
 
 if TYPE_CHECKING:
@@ -214,7 +217,8 @@ def run_up(
     events_per_s: float = 1.0,
     ready_timeout_s: float = 90.0,
 ) -> int:
-    """Run everything until SIGINT/SIGTERM (exit 0) or an unexpected child exit (exit 1)."""
+    """Run everything until SIGINT/SIGTERM (exit 0); a child that dies is restarted. Exit 2 when a
+    child stops on a configuration error before it was ready, 1 when the servers are not ready in time."""
     plan = UpPlan(demo, agents, workers, python, events_per_s, ready_timeout_s)
     stop = threading.Event()
     with stop_on_signals(stop.set), contextlib.ExitStack() as undo:
@@ -232,6 +236,7 @@ def _run_up(
 ) -> int:
     """The steps of `up`, in order; a step that starts something puts its undoing on ``undo``."""
     data_dir = prepare_data_folder(settings.data_dir)
+    lock_data_folder(data_dir, undo)
     redis_url = start_or_use_redis(settings, data_dir, undo)
     database_url = prepare_database(settings, data_dir)
     demo = set_up_demo(database_url, data_dir, plan.agents) if plan.demo else DemoAgents()
@@ -241,24 +246,18 @@ def _run_up(
         plan.python, resolved, plan.workers, hostname, demo.tokens_file, plan.events_per_s, demo.camera_token
     )
     servers, agents = split_agents(specs)
-    supervisor = Supervisor(specs, os.environ)
+    supervisor = Supervisor(specs, os.environ, say=say)
     undo.callback(supervisor.stop_all)  # agents, then gateway and dashboard, then workers
     start_children(supervisor, servers)
     exit_code = wait_ready(supervisor, resolved, stop, plan.ready_timeout_s)
     if exit_code != 0 or stop.is_set():
         return exit_code
+    supervisor.mark_ready()
     start_children(supervisor, agents)
     if demo.camera_token is not None:
         start_demo_punch(resolved.data_dir / "camera-agent", stop)
     on_ready(resolved)
     return supervise(supervisor, stop)
-
-
-def prepare_data_folder(data_dir: Path) -> Path:
-    """The data folder as an absolute path (the children get it), created private (0700) if missing."""
-    folder = data_dir.resolve()
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return folder
 
 
 def start_or_use_redis(settings: ServerSettings, data_dir: Path, undo: contextlib.ExitStack) -> str:
@@ -361,13 +360,19 @@ def wait_ready(supervisor: Polled, resolved: Resolved, stop: threading.Event, ti
 
 
 def supervise(supervisor: Polled, stop: threading.Event, every_s: float = 0.2) -> int:
-    """Watch the children until a stop is asked (0) or one exits unexpectedly (its exit code)."""
+    """Watch the children (the supervisor restarts those that die) until a stop is asked (0) or an
+    exit brings `up` down (its exit code: a configuration error)."""
     while True:
         decision = supervisor.poll()
         if decision is not None:
             return decision.exit_code or 1
         if stop.wait(every_s):
             return 0
+
+
+def say(line: str) -> None:
+    """A line for the person at the terminal (the banner's stream), e.g. a child's restart."""
+    print(line, flush=True)
 
 
 def start_demo_punch(folder: Path, stop: threading.Event) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -24,7 +25,9 @@ from storage.accounts import create_agent, create_tenant, create_user
 from storage.activity import EventRecord
 from storage.db import make_engine
 from tests.servers import RestartableGateway
+from workers.builder import build_consumer
 from workers.persist import persist_consumer
+from workers.run import ConsumerFactory
 
 FAST = SessionOptions(backoff_base_s=0.05, backoff_cap_s=0.3, open_timeout_s=5, upload_kbps=100_000)
 
@@ -63,9 +66,15 @@ def master_key() -> str:
 
 @asynccontextmanager
 async def world(
-    redis_url: str, database_url: str, tmp_path: Path, start: bool = True, **overrides: Any
+    redis_url: str,
+    database_url: str,
+    tmp_path: Path,
+    start: bool = True,
+    persist: bool = True,
+    **overrides: Any,
 ) -> AsyncIterator[World]:
-    """Tenant + agent in the database, a gateway (started unless ``start`` is False), a persist worker."""
+    """Tenant + agent in the database, a gateway (started unless ``start`` is False), a persist
+    worker (unless ``persist`` is False: the test runs its own, :func:`persisting`)."""
     engine = make_engine(database_url)
     tenant, agent_id = f"t{uuid.uuid4().hex[:10]}", f"pc-{uuid.uuid4().hex[:8]}"
     create_tenant(engine, tenant, "Offline tenant")
@@ -84,17 +93,37 @@ async def world(
     }
     settings = ServerSettings(**values)
     gateway = RestartableGateway(settings)
-    stop = asyncio.Event()
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    worker = persist_consumer(settings, engine, client)
-    running = asyncio.create_task(worker.run(stop))
     try:
-        if start:
-            await gateway.start()
-        yield World(gateway, settings, tenant, agent_id, token, database_url, tmp_path, engine)
+        async with contextlib.AsyncExitStack() as stack:
+            if persist:
+                await stack.enter_async_context(persisting(settings, engine))
+            if start:
+                await gateway.start()
+            stack.push_async_callback(gateway.stop)
+            yield World(gateway, settings, tenant, agent_id, token, database_url, tmp_path, engine)
     finally:
-        await gateway.stop()
+        engine.dispose()
+
+
+def persisting(settings: ServerSettings, engine: Engine) -> contextlib.AbstractAsyncContextManager[None]:
+    """A persistence worker (the stream consumer in group ``persist``) running in this event loop."""
+    return consuming(settings, engine, persist_consumer)
+
+
+def building(settings: ServerSettings, engine: Engine) -> contextlib.AbstractAsyncContextManager[None]:
+    """The builder (the stream consumer in group ``build``) running in this event loop."""
+    return consuming(settings, engine, build_consumer)
+
+
+@asynccontextmanager
+async def consuming(settings: ServerSettings, engine: Engine, make: ConsumerFactory) -> AsyncIterator[None]:
+    """The stream consumer ``make`` builds, running in this event loop until the block ends."""
+    stop = asyncio.Event()
+    client = aioredis.Redis.from_url(settings.redis_url or "", decode_responses=True)
+    running = asyncio.create_task(make(settings, engine, client).run(stop))
+    try:
+        yield
+    finally:
         stop.set()
         await running
         await client.aclose()
-        engine.dispose()

@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from core.settings import ServerSettings
 from realtime.app import create_app, uvicorn_config
 from realtime.embedded_redis import free_port
+from realtime.gateway import Gateway
 from tests.waiting import wait_until
 
 
@@ -41,10 +42,12 @@ class RestartableGateway:
         self.port = settings.gateway_port or free_port()
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
+        self.app: Starlette | None = None
 
     async def start(self) -> None:
         settings = self.settings.model_copy(update={"gateway_port": self.port})
-        server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+        self.app = create_app(settings)
+        server = uvicorn.Server(uvicorn_config(self.app, settings))
         task = asyncio.create_task(server.serve())
         self.server, self.task = server, task
         await wait_until(lambda: server.started or task.done(), 15, what="uvicorn started")
@@ -62,6 +65,14 @@ class RestartableGateway:
             self.server.should_exit = True
             await asyncio.wait_for(self.task, 15)
         self.server = self.task = None
+
+    @property
+    def gateway(self) -> Gateway:
+        """The running gateway's session logic (set by the app's lifespan)."""
+        if self.app is None or self.server is None:
+            raise RuntimeError("the gateway is not running")
+        gateway: Gateway = self.app.state.gateway
+        return gateway
 
     @property
     def url(self) -> str:

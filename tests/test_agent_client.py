@@ -71,24 +71,30 @@ def _fill(box: Outbox, n: int) -> None:
 
 
 def test_outbox_batches_in_order_and_acks_cumulatively() -> None:
-    """Seqs start at 1; batches respect max_events; an ack drops everything up to its seq."""
+    """Seqs start at 1; batches respect max_events; an ack moves the window, only `stored` drops events."""
     box = Outbox()
     _fill(box, 5)
     assert [p.seq for p in box.next_batch(2, 10_000, 100)] == [1, 2]
     assert [p.seq for p in box.next_batch(2, 10_000, 100)] == [3, 4]
-    assert box.ack(3) == 3
-    assert (len(box), box.acked, box.in_flight, box.unsent) == (2, 3, 1, 1)
+    box.ack(3)
+    assert (len(box), box.acked, box.stored, box.in_flight, box.unsent) == (5, 3, 0, 1, 1)
+    assert box.release(2) == 2
+    assert (len(box), box.acked, box.stored, box.in_flight) == (3, 3, 2, 1)
     assert [p.seq for p in box.next_batch(10, 10_000, 100)] == [5]
     assert box.next_batch(10, 10_000, 100) == []
+    assert box.release(9) == 3  # a watermark past the last event releases what there is
+    assert (len(box), box.acked, box.stored) == (0, 5, 5)
 
 
-def test_outbox_rewind_resends_every_unacked_event_in_order() -> None:
-    """After a reconnect the unacked events are due again, oldest first."""
+def test_outbox_rewind_resends_every_event_not_stored_in_order() -> None:
+    """After a reconnect every event the database does not hold is due again, acked or not."""
     box = Outbox()
     _fill(box, 6)
     box.next_batch(10, 10_000, 100)
-    box.ack(2)
+    box.ack(4)
+    box.release(2)
     box.rewind()
+    assert (box.acked, box.in_flight) == (2, 0)
     assert [p.seq for p in box.next_batch(10, 10_000, 100)] == [3, 4, 5, 6]
 
 
@@ -98,7 +104,7 @@ def test_outbox_respects_window_and_frame_size() -> None:
     _fill(box, 10)
     assert [p.seq for p in box.next_batch(100, 10_000, 3)] == [1, 2, 3]
     assert box.next_batch(100, 10_000, 3) == []
-    box.ack(1)
+    box.release(1)
     assert [p.seq for p in box.next_batch(100, 10_000, 3)] == [4]
     assert [p.seq for p in box.next_batch(100, 1, 100)] == [5]  # one event even if too big
     frame_of_two = len(events_frame(box.next_batch(2, 10_000, 100)))
@@ -156,7 +162,7 @@ class World:
 
 
 @asynccontextmanager
-async def world(redis_url: str, tmp_path: Path) -> AsyncIterator[World]:
+async def world(redis_url: str, tmp_path: Path, **overrides: object) -> AsyncIterator[World]:
     database_url = sqlite_url(tmp_path)
     engine = make_engine(database_url)
     tenant, agent_id = f"t{uuid.uuid4().hex[:12]}", f"pc-{uuid.uuid4().hex[:8]}"
@@ -167,9 +173,15 @@ async def world(redis_url: str, tmp_path: Path) -> AsyncIterator[World]:
         token = create_agent(engine, tenant, agent_id, "alice")
     finally:
         engine.dispose()
-    settings = ServerSettings(
-        data_dir=tmp_path, redis_url=redis_url, database_url=database_url, gateway_port=0, auth_cache_s=0
-    )
+    values: dict[str, object] = {
+        "data_dir": tmp_path,
+        "redis_url": redis_url,
+        "database_url": database_url,
+        "gateway_port": 0,
+        "auth_cache_s": 0,
+        **overrides,
+    }
+    settings = ServerSettings(**values)
     gateway = RestartableGateway(settings)
     await gateway.start()
     try:
@@ -208,9 +220,28 @@ async def test_session_events_are_acked_and_in_the_stream(
                 session.emit(StatePayload(state="present" if i % 2 else "away"))
             async with asyncio.timeout(15):
                 await session.wait_acked()
-            assert (session.acked_seq, len(session.outbox), session.connects) == (450, 0, 1)
+            # no persistence worker runs here: acked (in Redis), never stored, so all kept
+            assert (session.acked_seq, session.stored_seq, len(session.outbox)) == (450, 0, 450)
+            assert session.connects == 1
             assert session.welcome is not None and session.welcome.agent_id == w.agent_id
         assert await stream_seqs(aredis, w.tenant, w.agent_id) == list(range(1, 451))
+
+
+async def test_frames_fit_the_limit_the_gateway_announces(
+    redis_url: str, aredis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """A gateway taking at most 8 KiB frames says so in its welcome: 300 events arrive in small
+    frames on one connection, never closed 1009."""
+    async with world(redis_url, tmp_path, max_frame_bytes=8192) as w:
+        session = AgentSession(w.gateway.url, w.token, FAST)
+        async with running(session):
+            for _ in range(300):
+                session.emit(StatePayload(state="present"))
+            async with asyncio.timeout(15):
+                await session.wait_acked()
+            assert (session.acked_seq, session.connects, session.last_close_code) == (300, 1, None)
+            assert session.welcome is not None and session.welcome.max_frame_bytes == 8192
+        assert await stream_seqs(aredis, w.tenant, w.agent_id) == list(range(1, 301))
 
 
 async def test_session_reconnects_after_gateway_restart_and_resends(
@@ -231,7 +262,7 @@ async def test_session_reconnects_after_gateway_restart_and_resends(
             await w.gateway.start()
             async with asyncio.timeout(20):
                 await session.wait_acked()
-            assert (session.acked_seq, len(session.outbox), session.connects) == (250, 0, 2)
+            assert (session.acked_seq, session.stored_seq, session.connects) == (250, 0, 2)
         seqs = await stream_seqs(aredis, w.tenant, w.agent_id)
         first_seen = list(dict.fromkeys(seqs))
         assert first_seen == list(range(1, 251))

@@ -35,7 +35,8 @@ async def test_concurrent_submits_share_pipelines_and_keep_order(aredis: aioredi
 
 
 async def test_a_failing_command_fails_only_its_own_frame(aredis: aioredis.Redis) -> None:
-    """A command Redis rejects raises in its submitter; the frames beside it in the pipeline succeed."""
+    """A command Redis rejects raises in its submitter; the frames beside it in the pipeline succeed
+    and get their own replies."""
     await aredis.set("plain", "x")
     batcher = WriteBatcher(aredis)
     writer = asyncio.create_task(batcher.run())
@@ -47,7 +48,7 @@ async def test_a_failing_command_fails_only_its_own_frame(aredis: aioredis.Redis
     )
     batcher.stop()
     await writer
-    assert results[0] is None and results[2] is None
+    assert (results[0], results[2]) == ([1], [2])  # each RPUSH's reply: the list's length
     assert isinstance(results[1], ResponseError)
     assert str(results[1]) == "WRONGTYPE Operation against a key holding the wrong kind of value"
     assert await aredis.lrange("ok", 0, -1) == ["1", "2"]

@@ -25,7 +25,7 @@ from storage.accounts import lookup_token
 from storage.db import make_engine, upgrade
 from telework.cli import main
 from telework.demo import TOKENS_FILE, demo_agents, ensure_demo, split_camera_agent
-from telework.supervisor import on_child_exit, stop_waves
+from telework.supervisor import stop_waves
 from telework.up import Resolved, free_port, http_ok, plan_children
 from tests.waiting import wait_until_sync
 
@@ -170,7 +170,7 @@ def test_admin_on_unmigrated_database_says_run_db_upgrade(
         f"telework admin: error: database {sqlite_url(tmp_path)} has no schema; "
         "run `telework db upgrade` first\n"
     )
-    assert run(["db", "upgrade"], capsys)[:2] == (0, "database schema at revision 0004\n")
+    assert run(["db", "upgrade"], capsys)[:2] == (0, "database schema at revision 0005\n")
     assert run(["admin", "tenant", "create", "acme", "--name", "Acme"], capsys)[:2] == (
         0,
         "tenant acme created\n",
@@ -346,18 +346,6 @@ def test_stop_waves_agents_first_workers_last() -> None:
         ["worker-1", "worker-2", "builder", "rollup", "retention"],
     ]
     assert stop_waves(["gateway", "worker-1", "dashboard"]) == [["gateway", "dashboard"], ["worker-1"]]
-
-
-def test_child_exit_decisions() -> None:
-    """An exit while stopping is expected; otherwise it brings `up` down with exit 1."""
-    assert on_child_exit("worker-1", -15, stopping=True) == on_child_exit("worker-1", -15, True)
-    stopping = on_child_exit("worker-1", -15, stopping=True)
-    assert (stopping.shutdown, stopping.exit_code, stopping.level) == (False, None, logging.INFO)
-    assert stopping.message == "worker-1 stopped (killed by signal 15)"
-    died = on_child_exit("gateway", 3, stopping=False)
-    assert (died.shutdown, died.exit_code, died.level) == (True, 1, logging.ERROR)
-    assert died.message == "gateway died unexpectedly (exit code 3); stopping everything"
-    assert on_child_exit("dashboard", 0, stopping=False).shutdown is True
 
 
 def test_demo_agents_are_stable_and_unique() -> None:

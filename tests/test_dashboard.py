@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import redis
@@ -152,6 +153,93 @@ def test_format_time_today_and_other_day():
     assert view.format_time(T0, UTC, now) == "09:00:00"
     assert view.format_time(T0 - timedelta(days=1), UTC, now) == "2026-11-24 09:00"
     assert view.format_time(None, UTC, now) == "—"
+
+
+def test_format_time_shows_a_placeholder_for_times_it_cannot_show():
+    """A time at the end of the range shows; one that overflows in the zone, or is no time, shows '?'."""
+    far = datetime(9000, 12, 31, 23, 59, tzinfo=UTC)
+    assert view.format_time(far, timezone(timedelta(hours=14)), T0) == "9001-01-01 13:59"
+    assert view.format_time(datetime.max.replace(tzinfo=UTC), timezone(timedelta(hours=14)), T0) == "?"
+    assert view.format_time("9999-99-99", UTC, T0) == "?"  # type: ignore[arg-type]
+
+
+def test_display_text_cuts_and_replaces_control_characters():
+    """Cell text is cut to 80 characters with an ellipsis and control characters become U+FFFD."""
+    assert view.display_text("x" * 10_000) == "x" * 79 + "…"
+    assert view.display_text("a\x1b[31m\r\nb\u2028c") == "a\ufffd[31m\ufffd\ufffdb\ufffdc"
+    assert (view.display_text(None), view.display_text(""), view.display_text(42)) == (None, None, "42")
+
+
+def test_row_with_surprising_values_shows_placeholders():
+    """An unknown state, a huge control-character task, a far-future time: placeholders, no exception."""
+    odd = LiveState.model_construct(
+        tenant="acme",
+        agent_id="a1",
+        online=True,
+        state="sleeping",  # type: ignore[arg-type]  # a state of another release
+        on_duty=True,
+        task="\x1b[2J<script>" + "t" * 5000,
+        user=None,
+        since=datetime.max.replace(tzinfo=UTC),
+        last_seen=datetime(9000, 12, 31, 23, 59, tzinfo=UTC),
+        last_seq=1,
+    )
+    html = view.render_table({"a1": odd}, timezone(timedelta(hours=14)), T0)
+    assert '<tr class="unknown" data-agent="a1" data-status="unknown">' in html
+    assert '<span class="badge" style="--c:#868e96" title="unknown state sleeping">?</span>' in html
+    assert '<td data-field="task">\ufffd[2J&lt;script&gt;' + "t" * 67 + "…</td>" in html
+    assert '<td data-field="since">?</td><td data-field="last_seen">9001-01-01 13:59</td>' in html
+    assert view.counts({"a1": odd})["unknown"] == 1
+
+
+def test_a_row_that_cannot_be_drawn_is_one_unreadable_row():
+    """A state missing its required fields becomes one 'unreadable live state' row; the others draw."""
+    broken = LiveState.model_construct(tenant="acme")  # type: ignore[call-arg]
+    html = view.render_table({"zz\r<b>": broken, "a1": live()}, UTC, T0)
+    assert (
+        '<tr class="unknown" data-agent="zz\ufffd&lt;b&gt;" data-status="unknown">'
+        '<td data-field="agent">zz\ufffd&lt;b&gt;</td>'
+        '<td class="muted" colspan="7">unreadable live state</td></tr>'
+    ) in html
+    assert '<tr class="present" data-agent="a1" data-status="present">' in html
+
+
+def test_decode_keeps_a_record_without_the_fields_it_cannot_read(caplog: pytest.LogCaptureFixture):
+    """An unknown state, a time out of range, an over-long task, a newer field: dropped, the rest kept."""
+    caplog.set_level(logging.WARNING, logger="dashboard.feed")
+    good = json.loads(encode(live(state="away", task="mail", on_duty=True)))
+    old = good | {"state": "sleeping", "since": "9999-12-31T23:59:59-14:00", "task": "t" * 500, "mood": 1}
+    state = decode(json.dumps(old), "acme", "hash:a1")
+    assert state == live(state=None, since=None, task=None, on_duty=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "live state read without its unreadable fields: mood, since, state, task"
+    ]
+
+
+def test_decode_skips_unreadable_bytes_and_deep_json(caplog: pytest.LogCaptureFixture):
+    """Bytes that are not UTF-8, JSON nested 10000 deep, a bad required field: None, logged."""
+    caplog.set_level(logging.WARNING, logger="dashboard.feed")
+    good = json.loads(encode(live()))
+    for raw in (b"\xff\xfe{", "[" * 10_000, json.dumps(good | {"last_seen": "year 9000"})):
+        assert decode(raw, "acme", "hash:a1") is None
+    assert len(caplog.records) == 3
+    assert all(r.getMessage().startswith("skipping malformed live state: ") for r in caplog.records)
+
+
+async def test_feed_survives_unreadable_values_in_the_hash(redis_url, aredis):
+    """Invalid UTF-8 and an old record with an unknown state in the live hash: the feed loads the rest."""
+    tenant = tenant_slug()
+    kept = live(tenant, "a1", seq=3)
+    old = json.loads(encode(live(tenant, "b2", seq=1))) | {"state": "sleeping"}
+    mapping = {"a1": encode(kept), "b2": json.dumps(old), "c3": b"\xff\xfe\x00"}
+    await aredis.hset(keys.live_hash(tenant), mapping=mapping)
+    feed = LiveFeed(redis_url, tenant)
+    feed.start()
+    try:
+        await wait_until(lambda: feed.connected, 5, what="hash loaded")
+        assert dict(feed.table) == {"a1": kept, "b2": live(tenant, "b2", seq=1, state=None)}
+    finally:
+        await feed.stop()
 
 
 def test_websocket_origins():

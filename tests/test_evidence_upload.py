@@ -8,26 +8,32 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 import websockets
 from sqlalchemy import select
 from sqlmodel import Session, col
+from starlette.applications import Starlette
 
 from agent.spool import Spool
-from realtime.evidence_upload import Complete, FolderSink, Partial, accept_chunk
+from core.settings import ServerSettings
+from realtime.evidence_upload import Complete, EvidenceUploads, FolderSink, Partial, accept_chunk, admits
+from realtime.gateway import Gateway
 from realtime.protocol import (
     PROTOCOL_VERSION,
     EvidenceChunk,
     EvidenceRejected,
+    Heartbeat,
     Hello,
     ProtocolError,
     encode,
     encode_evidence_chunk,
     parse_evidence_chunk,
 )
+from storage.accounts import create_agent
 from storage.db import make_engine
 from storage.evidence_models import EvidenceObject
 from storage.evidence_store import open_store
@@ -36,7 +42,8 @@ from tests.conftest import ROOT
 from tests.faces import FACES
 from tests.waiting import wait_until
 
-T0 = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+# a recent morning: the gateway accepts capture times within 30 days of its clock
+T0 = (datetime.now(UTC) - timedelta(days=1)).replace(hour=9, minute=30, second=0, microsecond=0)
 
 
 def faces() -> list[bytes]:
@@ -216,7 +223,8 @@ async def test_a_bad_token_cannot_upload(redis_url: str, database_url: str, tmp_
 async def test_spool_keeps_images_until_the_server_confirms(
     redis_url: str, database_url: str, tmp_path: Path
 ) -> None:
-    """A gateway without a master key rejects (retry) and the image stays; a working one stores it."""
+    """A gateway without a master key rejects (retry), the image stays and is tried again on the same
+    connection after a pause; a working gateway stores it."""
     data = faces()[0]
     spool = Spool.in_dir(tmp_path / "agent")
     sha = spool.add_image(data, "screen", "incident", T0).sha256
@@ -231,6 +239,10 @@ async def test_spool_keeps_images_until_the_server_confirms(
         assert (reply.code, reply.retry) == ("store_unavailable", True)
         assert reply.message.startswith(f"evidence {sha}: store unavailable: TELEWORK_MASTER_KEY: not set")
         assert [i.sha256 for i in spool.images()] == [sha]
+        # asked to retry: sent again on the same connection after a pause (uploader.RETRY_FIRST_S)
+        uploader = session.uploader
+        await wait_until(lambda: len(uploader.rejected) >= 2, 10, what="retried")
+        assert session.connects == 1
         session.stop()
         await runner
     async with world(redis_url, database_url, tmp_path / "key") as w:
@@ -283,3 +295,124 @@ def test_gateway_process_knows_every_table_evidence_rows_refer_to() -> None:
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert (done.returncode, done.stdout.strip()) == (0, "['incident', 'tenant', 'tw_user']"), done.stderr
+
+
+# ------------------------------------------------------------ bounded unfinished uploads
+
+
+def test_admission_keeps_unfinished_uploads_under_the_gateway_bound() -> None:
+    """A new image starts only when it fits beside the unfinished ones; with none, any image starts."""
+    assert admits(0, 5_000, 1_000)
+    assert admits(600, 400, 1_000)
+    assert not admits(601, 400, 1_000)
+
+
+def uploads(pending_max: int, max_bytes: int = 200_000) -> EvidenceUploads:
+    return EvidenceUploads(
+        ServerSettings(evidence_max_bytes=max_bytes, evidence_pending_max_bytes=pending_max),
+        lambda: FolderSink(Path("/nonexistent")),
+    )
+
+
+async def test_one_unfinished_image_per_session_and_busy_beyond_the_bound() -> None:
+    """A session's new image replaces its unfinished one (its bytes released); past the bound a new
+    image is refused busy (retry) and its later chunks dropped; an ended session frees its share."""
+    receiver = uploads(pending_max=250_000)
+    first, second, third = (bytes([i]) * 100_000 for i in range(3))
+    assert (
+        await receiver.receive("s1", "acme", "pc-1", encode_evidence_chunk(header(first), first[:8192]))
+        is None
+    )
+    assert receiver.pending_bytes == 100_000
+    assert (
+        await receiver.receive("s1", "acme", "pc-1", encode_evidence_chunk(header(second), second[:8192]))
+        is None
+    )
+    assert receiver.pending_bytes == 100_000  # the first was discarded, not added to
+    assert (
+        await receiver.receive("s2", "acme", "pc-2", encode_evidence_chunk(header(first), first[:8192]))
+        is None
+    )
+    refused = await receiver.receive("s3", "acme", "pc-3", encode_evidence_chunk(header(third), third[:8192]))
+    sha = hashlib.sha256(third).hexdigest()
+    assert refused == EvidenceRejected(
+        sha256=sha,
+        code="busy",
+        message=(
+            f"evidence {sha}: gateway busy: 200000 bytes of unfinished uploads plus 100000 would pass "
+            "the limit of 250000 bytes; retry later"
+        ),
+        retry=True,
+    )
+    later = encode_evidence_chunk(header(third, 8192), third[8192:16384])
+    assert await receiver.receive("s3", "acme", "pc-3", later) is None  # dropped unanswered
+    assert (receiver.pending_bytes, receiver.peak_pending_bytes) == (200_000, 200_000)
+    receiver.forget("s2")
+    assert receiver.pending_bytes == 100_000
+    assert (
+        await receiver.receive("s3", "acme", "pc-3", encode_evidence_chunk(header(third), third[:8192]))
+        is None
+    )
+    assert receiver.pending_bytes == 200_000
+    too_big = b"z" * 300_000
+    oversize = await receiver.receive(
+        "s4", "acme", "pc-4", encode_evidence_chunk(header(too_big), too_big[:8192])
+    )
+    assert isinstance(oversize, EvidenceRejected) and (oversize.code, oversize.retry) == ("too_large", False)
+
+
+async def test_forty_sessions_with_unfinished_uploads_stay_within_the_gateway_bound(
+    redis_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """40 agents each start a 100 kB image under a 1 MB bound: 10 are held, 30 refused busy (retry);
+    a finished one frees room and a refused one then goes through: stored, nothing lost."""
+    async with world(
+        redis_url, database_url, tmp_path, evidence_max_bytes=200_000, evidence_pending_max_bytes=1_000_000
+    ) as w:
+        assert w.gateway.server is not None
+        gateway: Gateway = cast(Starlette, w.gateway.server.config.app).state.gateway
+        tokens = [create_agent(w.engine, w.tenant, f"pc-load-{i:02d}", "alice") for i in range(40)]
+        images = [hashlib.sha256(str(i).encode()).digest() * 3125 for i in range(40)]  # 100,000 bytes each
+        sockets = []
+        replies = []
+        try:
+            for token, image in zip(tokens, images, strict=True):
+                ws = await raw_session(w, token)
+                assert json.loads(await ws.recv())["type"] == "welcome"
+                sockets.append(ws)
+                await ws.send(encode_evidence_chunk(header(image), image[:8192]))
+                await ws.send(encode(Heartbeat(ts=datetime.now(UTC))))
+                first = json.loads(await ws.recv())
+                if first["type"] != "heartbeat":
+                    assert json.loads(await ws.recv())["type"] == "heartbeat"
+                replies.append(first)
+            busy = [r for r in replies if r["type"] == "evidence_rejected"]
+            assert [r["type"] for r in replies] == ["heartbeat"] * 10 + ["evidence_rejected"] * 30
+            assert {(r["code"], r["retry"]) for r in busy} == {("busy", True)}
+            assert (gateway.evidence.pending_bytes, gateway.evidence.peak_pending_bytes) == (
+                1_000_000,
+                1_000_000,
+            )
+            assert gateway.evidence.held_bytes() == 10 * 8192
+
+            for start in (8192, 58_192):
+                chunk = images[0][start : start + 50_000]
+                await sockets[0].send(encode_evidence_chunk(header(images[0], start), chunk))
+            assert json.loads(await sockets[0].recv()) == {
+                "type": "evidence_stored",
+                "sha256": hashlib.sha256(images[0]).hexdigest(),
+            }
+            assert gateway.evidence.pending_bytes == 900_000
+            retried = images[10]
+            await sockets[10].send(encode_evidence_chunk(header(retried), retried[:50_000]))
+            await sockets[10].send(encode_evidence_chunk(header(retried, 50_000), retried[50_000:]))
+            assert json.loads(await sockets[10].recv()) == {
+                "type": "evidence_stored",
+                "sha256": hashlib.sha256(retried).hexdigest(),
+            }
+            assert set(stored_objects(w)) == {hashlib.sha256(images[i]).hexdigest() for i in (0, 10)}
+        finally:
+            for ws in sockets:
+                await ws.close()
+        await wait_until(lambda: gateway.session_count() == 0, 10, what="sessions ended")
+        assert gateway.evidence.pending_bytes == 0

@@ -50,9 +50,9 @@ def _url(engine: Engine) -> str:
 
 
 def test_migrated_database_matches_the_models(engine: Engine) -> None:
-    """After upgrade: revision 0004 (head), every table, no difference from the models, check passes."""
-    assert head_revision() == "0004"
-    assert current_revision(engine) == "0004"
+    """After upgrade: revision 0005 (head), every table, no difference from the models, check passes."""
+    assert head_revision() == "0005"
+    assert current_revision(engine) == "0005"
     assert set(inspect(engine).get_table_names()) == TABLES
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), import_tables()) == []
@@ -66,7 +66,7 @@ def test_downgrade_to_base_and_upgrade_again(engine: Engine) -> None:
     with pytest.raises(SchemaError) as err:
         check_schema(engine)
     assert str(err.value) == f"database {_url(engine)} has no schema; run `telework db upgrade` first"
-    assert upgrade(engine) == "0004"
+    assert upgrade(engine) == "0005"
     assert set(inspect(engine).get_table_names()) == TABLES
     check_schema(engine)
 
@@ -77,7 +77,7 @@ def test_database_behind_head_names_both_revisions(engine: Engine) -> None:
     with pytest.raises(SchemaError) as err:
         check_schema(engine)
     assert str(err.value) == (
-        f"database {_url(engine)} is at revision 0001, this code needs 0004; run `telework db upgrade`"
+        f"database {_url(engine)} is at revision 0001, this code needs 0005; run `telework db upgrade`"
     )
 
 
@@ -102,10 +102,10 @@ def test_create_all_era_database_is_stamped_and_upgraded_keeping_rows(engine: En
     with pytest.raises(SchemaError) as err:
         check_schema(engine)
     assert str(err.value) == (
-        f"database {_url(engine)} has the schema of an older release, this code needs revision 0004; "
+        f"database {_url(engine)} has the schema of an older release, this code needs revision 0005; "
         "run `telework db upgrade`"
     )
-    assert upgrade(engine) == "0004"
+    assert upgrade(engine) == "0005"
     check_schema(engine)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT login, language, time_zone FROM tw_user")).all()
@@ -120,8 +120,8 @@ def test_cli_db_upgrade_applies_the_migrations(
     downgrade(engine, "0001")
     monkeypatch.setenv("TELEWORK_DATABASE_URL", database_url)
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr().out == "database schema at revision 0004\n"
-    assert current_revision(engine) == "0004"
+    assert capsys.readouterr().out == "database schema at revision 0005\n"
+    assert current_revision(engine) == "0005"
 
 
 def test_the_versions_package_lists_every_revision() -> None:
@@ -135,3 +135,25 @@ def test_the_versions_package_lists_every_revision() -> None:
     doc = versions.__doc__ or ""
     assert [r for r in revisions if f"{r} " not in doc] == []
     assert len(revisions) >= 3
+
+
+def test_event_key_per_tenant_migration_keeps_rows(engine: Engine) -> None:
+    """0004 -> 0005 keeps the events; then (tenant, id) is the key and seq holds 2**63 - 1."""
+    downgrade(engine, "0004")
+    insert = text(
+        "INSERT INTO event (id, tenant_id, agent_id, seq, ts, type, payload, session_id, "
+        "received_at, stored_at) VALUES (:id, :tenant, 'pc-1', :seq, '2026-11-02 00:00:00', "
+        "'state', '{}', 's', '2026-11-02 00:00:00', '2026-11-02 00:00:00')"
+    )
+    event_id = "0190f5f0-0000-7000-8000-000000000001"
+    with engine.begin() as conn:
+        conn.execute(insert, {"id": event_id, "tenant": "acme", "seq": 7})
+    assert inspect(engine).get_pk_constraint("event")["constrained_columns"] == ["id"]
+    assert upgrade(engine) == "0005"
+    key = inspect(engine).get_pk_constraint("event")
+    assert (key["name"], key["constrained_columns"]) == ("pk_event", ["tenant_id", "id"])
+    with engine.begin() as conn:
+        conn.execute(insert, {"id": event_id, "tenant": "globex", "seq": 2**63 - 1})
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT tenant_id, id, seq FROM event ORDER BY tenant_id")).all()
+    assert [tuple(r) for r in rows] == [("acme", event_id, 7), ("globex", event_id, 2**63 - 1)]

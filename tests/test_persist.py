@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlmodel import col
 
 from core.config import ConfigError
 from core.settings import ServerSettings
@@ -22,8 +23,10 @@ from realtime.protocol import (
     encode,
     new_event_id,
 )
-from workers.dead_letter import DeadLetterReason, classify, dead_letter
-from workers.persist_store import persist_batch, to_row
+from storage.activity import EventRecord
+from storage.purge import delete_in_batches
+from workers.dead_letter import DeadLetterReason, dead_letter, decode
+from workers.persist_store import copy_batch, persist_batch, to_row
 from workers.run import run_worker
 
 JST = timezone(timedelta(hours=9))
@@ -69,14 +72,14 @@ def _fields(entry: StreamEvent) -> dict[str, str]:
     return {"e": encode(entry)}
 
 
-def test_classify_accepts_a_valid_entry_up_to_the_delivery_limit():
-    """A valid entry delivered exactly max_deliveries times is still persisted; str and bytes both work."""
+def test_decode_accepts_a_valid_entry_as_text_and_bytes():
+    """A valid entry decodes to its StreamEvent from a str and from a bytes client."""
     entry = stream_event()
-    assert classify(_fields(entry), 5, 5) == entry
-    assert classify({b"e": encode(entry).encode()}, 1, 5) == entry
+    assert decode(_fields(entry)) == entry
+    assert decode({b"e": encode(entry).encode()}) == entry
 
 
-def test_classify_reasons_name_expected_and_arrived():
+def test_decode_reasons_name_expected_and_arrived():
     """Each malformed entry gets a reason naming what was expected and what arrived."""
     good = json.loads(encode(stream_event()))
     naive = json.loads(encode(stream_event()))
@@ -114,13 +117,7 @@ def test_classify_reasons_name_expected_and_arrived():
         ),
     }
     for name, (fields, reason) in cases.items():
-        assert classify(fields, 1, 5) == DeadLetterReason(reason), name
-
-
-def test_classify_over_delivered_and_decode_reason_wins():
-    """Past max_deliveries a valid entry is dead-lettered; a malformed one keeps its decode reason."""
-    assert classify(_fields(stream_event()), 6, 5) == DeadLetterReason("delivered 6 times (limit 5)")
-    assert classify({"x": "1"}, 9, 5) == DeadLetterReason("entry has no field 'e'; fields: x")
+        assert decode(fields) == DeadLetterReason(reason), name
 
 
 def test_dead_letter_keeps_fields_as_text():
@@ -177,3 +174,82 @@ def test_run_worker_requires_redis_url(tmp_path):
         run_worker(ServerSettings(data_dir=tmp_path))
     assert info.value.key == "TELEWORK_REDIS_URL"
     assert "`telework up` starts an embedded Redis" in str(info.value)
+
+
+def _same_id_rows(event_id: str, tenants: list[str]) -> list[StreamEvent]:
+    now = datetime.now(UTC)
+    return [
+        StreamEvent(
+            tenant=tenant,
+            agent_id="pc-1",
+            session_id="s",
+            received_at=now,
+            event=StateEvent(id=uuid.UUID(event_id), seq=1, ts=now, payload=StatePayload(state="away")),
+        )
+        for tenant in tenants
+    ]
+
+
+def _stored(engine, event_id: str) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT tenant_id, id FROM event WHERE id = :i ORDER BY tenant_id"), {"i": event_id}
+        ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_event_identity_is_per_tenant_in_insert_or_ignore(engine):
+    """Two tenants with the same event id are both stored; the same tenant twice is stored once."""
+    event_id = str(new_event_id())
+    a, b = f"a{uuid.uuid4().hex[:8]}", f"b{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    rows = [to_row(e, now) for e in _same_id_rows(event_id, [a, b, a])]
+    assert persist_batch(engine, rows) == 2
+    assert persist_batch(engine, rows[:1]) == 0
+    assert _stored(engine, event_id) == [(a, event_id), (b, event_id)]
+
+
+def test_event_identity_is_per_tenant_in_copy(engine):
+    """PostgreSQL COPY: another tenant's same id is new; a repeat falls back to insert-or-ignore."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("COPY is PostgreSQL's")
+    event_id = str(new_event_id())
+    a, b = f"a{uuid.uuid4().hex[:8]}", f"b{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    assert copy_batch(engine, _same_id_rows(event_id, [a]), now) == 1
+    assert copy_batch(engine, _same_id_rows(event_id, [b]), now) == 1
+    assert copy_batch(engine, _same_id_rows(event_id, [a, b]), now) == 0
+    assert _stored(engine, event_id) == [(a, event_id), (b, event_id)]
+
+
+async def test_commit_retries_database_failures_and_raises_the_rest():
+    """A failing database is RetryLater; an error raised before anything reached it is raised as it is."""
+    from sqlalchemy.exc import OperationalError, StatementError
+
+    from workers.handling import RetryLater
+    from workers.persist import commit
+
+    def database_down() -> int:
+        raise OperationalError("INSERT", {}, Exception("connection refused"))
+
+    def cannot_send() -> int:
+        raise StatementError("could not bind", "INSERT", {}, OverflowError("int too large"))
+
+    with pytest.raises(RetryLater, match=r"database write failed: .*connection refused"):
+        await commit(database_down)
+    with pytest.raises(StatementError, match="could not bind"):
+        await commit(cannot_send)
+
+
+def test_a_batched_delete_of_one_tenant_spares_another_tenant_with_the_same_event_id(engine: Any) -> None:
+    """Events are keyed by (tenant, id): purging tenant a's rows leaves tenant b's same-id row."""
+    shared = stream_event()
+    other = shared.model_copy(update={"tenant": "beta"})
+    now = datetime.now(UTC)
+    assert persist_batch(engine, [to_row(shared, now), to_row(other, now)]) == 2
+    deleted = delete_in_batches(
+        engine, EventRecord, col(EventRecord.id), col(EventRecord.tenant_id) == "acme", 10
+    )
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT tenant_id, id FROM event")).all()
+    assert (deleted, left) == (1, [("beta", str(shared.event.id))])

@@ -117,6 +117,14 @@ def test_parse_request_rejects_bad_input() -> None:
     assert parse_request("task_end", "ignored") == PunchRequest("task_end", None)
 
 
+def test_parse_request_refuses_task_names_the_protocol_would_refuse() -> None:
+    """Too long or with a NUL: a ValueError naming the problem, never a ValidationError later."""
+    with pytest.raises(ValueError, match=r"^task name: String should have at most 200 characters$"):
+        parse_request("task_start", "x" * 201)
+    with pytest.raises(ValueError, match=r"^task name: Value error, expected text without NUL characters"):
+        parse_request("task_start", "a\x00b")
+
+
 def test_registering_a_new_face_needs_the_current_user() -> None:
     """With a template, only the verified user may replace it; without one, anyone may register."""
     stranger = Verification(100.0, camera=True, distances=(0.6,))

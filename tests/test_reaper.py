@@ -11,6 +11,7 @@ from websockets.asyncio.client import connect
 
 from core.settings import ServerSettings, sqlite_url
 from realtime import keys
+from realtime.live_scripts import compare_and_set
 from realtime.protocol import (
     PROTOCOL_VERSION,
     Heartbeat,
@@ -20,7 +21,7 @@ from realtime.protocol import (
     parse_record,
     parse_server_frame,
 )
-from realtime.reaper import COMPARE_AND_SET, reap_tenant, stale
+from realtime.reaper import reap_tenant, stale
 from storage.db import make_engine, upgrade
 from tests.servers import serving
 from tests.test_gateway import provision
@@ -82,9 +83,7 @@ async def test_compare_and_set_refuses_a_state_changed_since_it_was_read(aredis:
     refreshed = encode(state("pc", True, 0))
     await aredis.hset(keys.live_hash("acme"), "pc", refreshed)
     offline = encode(state("pc", False, 60))
-    done = await aredis.eval(
-        COMPARE_AND_SET, 2, keys.live_hash("acme"), keys.live_channel("acme"), "pc", read, offline
-    )
+    done = await aredis.execute_command(*compare_and_set("acme", "pc", read, offline))
     assert done == 0
     assert await aredis.hget(keys.live_hash("acme"), "pc") == refreshed
 

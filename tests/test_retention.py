@@ -22,7 +22,7 @@ from storage.evidence_store import EvidenceStore, open_store, save_evidence
 from storage.keyring import ensure_master_key
 from storage.models import Tenant
 from tests.waiting import wait_until_sync
-from workers.retention import RetentionPolicy, data_cutoff, face_erase_due
+from workers.retention import RetentionPolicy, data_cutoff, dead_letter_cutoff, face_erase_due
 from workers.retention_store import run_loop, run_once
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
@@ -111,6 +111,16 @@ def test_cutoffs_are_pure() -> None:
     assert not face_erase_due(None, NOW, policy)
     with pytest.raises(ValueError, match="expected an aware timestamp"):
         data_cutoff(NOW.replace(tzinfo=None), policy)
+
+
+def test_dead_letter_cutoff_is_the_lower_of_its_keep_and_retention() -> None:
+    """Dead letters: 30 days by default, never longer than retention_days; settings reach the policy."""
+    assert dead_letter_cutoff(NOW, RetentionPolicy()) == NOW - timedelta(days=30)
+    assert dead_letter_cutoff(NOW, RetentionPolicy(retention_days=7)) == NOW - timedelta(days=7)
+    policy = RetentionPolicy.from_settings(ServerSettings(dead_letter_keep_days=45))
+    assert (policy.dead_letter_keep_days, dead_letter_cutoff(NOW, policy)) == (45, NOW - timedelta(days=45))
+    with pytest.raises(ValueError, match=r"dead_letter_keep_days >= 1, got 90, 30, 1000, 0"):
+        RetentionPolicy(dead_letter_keep_days=0)
 
 
 def test_deletes_exactly_what_is_due(engine: Engine, store: EvidenceStore) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.bandwidth import BandwidthMeter, Bucket, kbps, roll_up, take_tokens, ws_overhead
+from agent.bandwidth import BandwidthMeter, kbps, roll_up, ws_overhead
 from agent.outbox import Outbox, Pending, take_batch
 from agent.spool import (
     RingEntry,
@@ -23,6 +23,7 @@ from agent.spool import (
     upload_order,
 )
 from agent.uploader import chunk_offsets
+from core.rate import Bucket, take_tokens
 from tests.conftest import ROOT
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -95,7 +96,7 @@ def test_flush_batches_keep_order_and_limits() -> None:
 
 def test_restored_outbox_resends_the_spooled_events_in_order() -> None:
     """An outbox rebuilt from a spool continues its numbering and sends the old events first."""
-    box = Outbox.restore(next_seq=8, acked=4, items=[Pending(5, "a"), Pending(6, "b"), Pending(7, "c")])
+    box = Outbox.restore(next_seq=8, stored=4, items=[Pending(5, "a"), Pending(6, "b"), Pending(7, "c")])
     assert (box.acked, box.take_seq()) == (4, 8)
     box.push(8, "d")
     assert [p.text for p in box.next_batch(10, 10_000, 100)] == ["a", "b", "c", "d"]
@@ -122,20 +123,22 @@ def test_bandwidth_arithmetic() -> None:
 
 def test_meter_rolls_up_completed_minutes() -> None:
     """Bytes per second become per-minute totals with the peak 1 s window in kbps."""
-    now = [120.2]
+    base = 1_800_000_000  # a minute boundary in 2027 (usage minutes must lie within 2000-9000)
+    now = [base + 120.2]
     meter = BandwidthMeter(clock=lambda: now[0])
     meter.sent(992)  # + 8 bytes of framing (2 + 2-byte length + 4 mask)
     meter.sent(992)
-    now[0] = 121.5
+    now[0] = base + 121.5
     meter.received(98)  # + 2
-    now[0] = 185.0
+    now[0] = base + 185.0
     meter.sent(94)
     minutes = meter.drain()
     assert [(m.start, m.sent, m.received, m.peak_sent_kbps) for m in minutes] == [
-        (datetime.fromtimestamp(120, UTC), 2000, 100, 16.0)
+        (datetime.fromtimestamp(base + 120, UTC), 2000, 100, 16.0)
     ]
     assert meter.drain() == []
     assert roll_up({200: 10}, {}, before_minute=3) == []
+    assert roll_up({200: 10}, {}, before_minute=4) == []  # 1970: a minute the protocol cannot carry
     assert (meter.total_sent, meter.total_received, meter.peak_sent_kbps) == (2100, 100, 16.0)
 
 

@@ -1,9 +1,17 @@
-"""Start-up as steps: the agent's (sessions, outcome), the gateway's background tasks, the worker's entry."""
+"""Start-up as steps: the agent's (sessions, outcome), the gateway's background tasks and listening
+socket, the gateway process stopping in every phase of its start-up, the worker's entry."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +19,10 @@ from agent.client import AgentSession, SessionOptions
 from agent.run import outcome, refused, running, source_ended, task_names, wait_at_most, wait_first
 from core.config import ConfigError
 from realtime.app import background
-from telework.up import free_port
+from realtime.serving import STARTUP_STOP_S, STOPPED_DURING_STARTUP, ListenFailed, listen_socket
+from telework.up import free_port, http_ok
+from tests.fault_kit import end, migrated_sqlite, server_env, spawn
+from tests.waiting import wait_until_sync
 from workers.__main__ import main as worker_main
 
 # ------------------------------------------------------------------ agent: pure steps
@@ -129,6 +140,105 @@ async def test_background_raises_the_failure_of_its_task() -> None:
     with pytest.raises(RuntimeError, match=r"^redis went away$"):
         async with background("broken", broken(), stop=lambda: None):
             pass
+
+
+# ------------------------------------------------------------------ gateway: listening, stopping
+
+
+@contextlib.contextmanager
+def taken_port() -> Iterator[int]:
+    """A port some other program listens on (it never accepts: a peer that never answers)."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(16)
+        yield int(holder.getsockname()[1])
+
+
+def taken_message(port: int) -> str:
+    return (
+        f"cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(set another address with --host/--port or TELEWORK_GATEWAY_HOST/TELEWORK_GATEWAY_PORT)"
+    )
+
+
+def test_listen_socket_listens_before_anything_starts() -> None:
+    """The gateway's socket is bound and listening when listen_socket returns: a client connects."""
+    with listen_socket("127.0.0.1", 0) as sock:
+        port = sock.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+
+
+def test_listen_socket_on_a_taken_port_is_one_line_naming_the_address() -> None:
+    """A port another program listens on: ListenFailed (an operator error) naming the address."""
+    with taken_port() as port, pytest.raises(ListenFailed) as caught:
+        listen_socket("127.0.0.1", port)
+    assert str(caught.value) == taken_message(port)
+
+
+def test_gateway_with_its_port_taken_exits_2_at_once(tmp_path: Path, redis_url: str) -> None:
+    """`telework gateway` on a taken port: exit code 2 within seconds, one line on stderr naming the
+    address (it used to start its background tasks, fail to bind, and hang, deaf to SIGTERM)."""
+    env = server_env(
+        TELEWORK_REDIS_URL=redis_url,
+        TELEWORK_DATABASE_URL=migrated_sqlite(tmp_path),
+        TELEWORK_DATA_DIR=str(tmp_path),
+        TELEWORK_LOG_LEVEL="WARNING",
+    )
+    with taken_port() as port:
+        done = subprocess.run(
+            [*GATEWAY, "--port", str(port)], env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"telework gateway: error: {taken_message(port)}\n"
+
+
+GATEWAY = [sys.executable, "-m", "telework", "gateway"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["importing", "database not answering", "serving"])
+def test_sigterm_ends_the_gateway_in_every_phase_of_start_up(
+    tmp_path: Path, redis_url: str, phase: str
+) -> None:
+    """SIGTERM while the gateway imports, while its start-up waits on a database that never answers,
+    or once it serves: the process ends within a few seconds (a stuck start-up used to ignore it)."""
+    port = free_port()
+    with taken_port() as silent_database:
+        database_url = (
+            f"postgresql://telework@127.0.0.1:{silent_database}/telework"
+            if phase == "database not answering"
+            else migrated_sqlite(tmp_path)
+        )
+        env = server_env(
+            TELEWORK_REDIS_URL=redis_url,
+            TELEWORK_DATABASE_URL=database_url,
+            TELEWORK_DATA_DIR=str(tmp_path),
+            TELEWORK_GATEWAY_PORT=str(port),
+        )
+        log = tmp_path / "gateway.log"
+        proc = spawn(["gateway"], env, log)
+        try:
+            if phase == "database not answering":
+                wait_until_sync(lambda: "Waiting for application startup." in log.read_text(), 30, 0.05)
+            elif phase == "serving":
+                wait_until_sync(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 30, 0.05)
+            assert proc.poll() is None, log.read_text()
+            asked = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(STARTUP_STOP_S + 7)
+            took = time.monotonic() - asked
+        finally:
+            end(proc)
+    expected = {
+        "importing": -signal.SIGTERM,  # Python's default handler: killed by the signal
+        "database not answering": STOPPED_DURING_STARTUP,
+        "serving": -signal.SIGTERM,  # uvicorn stops cleanly, then raises the signal again
+    }
+    assert (code, took < STARTUP_STOP_S + 3) == (expected[phase], True), log.read_text()
+    if phase == "database not answering":
+        assert "stop signal during start-up; start-up did not finish, ending the gateway" in log.read_text()
 
 
 # ------------------------------------------------------------------ worker entry point

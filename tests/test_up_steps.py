@@ -1,16 +1,26 @@
-"""`telework up` as a list of steps: the pure ones, and the undo order of what a step starts."""
+"""`telework up` as a list of steps: the pure ones, the undo order of what a step starts, the data
+folder's lock, and the embedded Redis a killed `up` left behind."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
+import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
+import psutil
 import pytest
+import redis
 
 import realtime.embedded_redis
 from core.settings import ServerSettings
+from realtime.embedded_redis import PID_FILE, is_embedded_redis, read_pid
+from telework.data_folder import LOCK_FILE, DataFolderBusy, lock_data_folder
 from telework.supervisor import ChildSpec, ExitDecision
 from telework.up import (
     Resolved,
@@ -21,6 +31,7 @@ from telework.up import (
     supervise,
     wait_ready,
 )
+from tests.fault_kit import ROOT, server_env
 
 RESOLVED = Resolved(
     redis_url="redis://127.0.0.1:7000/0",
@@ -31,7 +42,7 @@ RESOLVED = Resolved(
     dashboard_host="127.0.0.1",
     dashboard_port=8701,
 )
-DIED = ExitDecision(True, 1, logging.ERROR, "worker-1 died unexpectedly (exit code 3); stopping everything")
+DIED = ExitDecision(True, 2, logging.ERROR, "worker-1 exited with code 2 before it was ready: ...")
 
 
 class Polls:
@@ -68,10 +79,10 @@ def test_embedded_master_key_only_when_no_key_is_given(tmp_path: Path) -> None:
     assert embedded_master_key(ServerSettings(data_dir=tmp_path, master_key_file=tmp_path / "k")) is False
 
 
-def test_supervise_returns_the_exit_code_of_an_unexpected_exit() -> None:
-    """A child dying ends supervision with exit code 1 at the poll that saw it."""
+def test_supervise_returns_the_exit_code_of_an_exit_that_brings_up_down() -> None:
+    """An exit that brings `up` down (a configuration error) ends supervision with its exit code."""
     polls = Polls(None, DIED)
-    assert supervise(polls, threading.Event(), every_s=0.0) == 1
+    assert supervise(polls, threading.Event(), every_s=0.0) == 2
     assert polls.polls == 2
 
 
@@ -85,8 +96,9 @@ def test_supervise_returns_0_on_a_stop() -> None:
 
 
 def test_wait_ready_ends_when_a_server_dies_first() -> None:
-    """A server dying before the others are ready ends the wait with its exit code, untouched by HTTP."""
-    assert wait_ready(Polls(DIED), RESOLVED, threading.Event(), 90.0) == 1
+    """A server stopping on a configuration error before the others are ready ends the wait with its
+    exit code, untouched by HTTP."""
+    assert wait_ready(Polls(DIED), RESOLVED, threading.Event(), 90.0) == 2
 
 
 def test_wait_ready_returns_0_when_stopped() -> None:
@@ -130,3 +142,144 @@ def test_embedded_redis_url_is_withdrawn_before_redis_stops(
         assert url_file.read_text() == "redis://127.0.0.1:7001/0\n"
     assert url == "redis://127.0.0.1:7001/0"
     assert events == ["init redis", "start", "stop (url file exists: False)"]
+
+
+# ------------------------------------------------------------------ the data folder's lock
+
+
+def test_a_second_up_on_a_data_folder_is_refused_naming_the_folder_and_the_first(tmp_path: Path) -> None:
+    """The lock file is 0600 with the holder's pid; a second lock names folder and pid; closing frees it."""
+    with contextlib.ExitStack() as first:
+        lock_data_folder(tmp_path, first)
+        lock = tmp_path / LOCK_FILE
+        assert (stat.S_IMODE(lock.stat().st_mode), lock.read_text()) == (0o600, f"{os.getpid()}\n")
+        with contextlib.ExitStack() as second, pytest.raises(DataFolderBusy) as caught:
+            lock_data_folder(tmp_path, second)
+        assert str(caught.value) == (
+            f"another `telework up` (pid {os.getpid()}) is running on the data folder {tmp_path}; "
+            "stop it first, or give this one another --data-dir"
+        )
+    with contextlib.ExitStack() as third:
+        lock_data_folder(tmp_path, third)
+
+
+# ------------------------------------------------------------------ an orphaned embedded Redis
+
+
+def test_embedded_redis_is_known_by_its_dir_or_its_working_folder(tmp_path: Path) -> None:
+    """A redis-server whose --dir (or, with its title rewritten, working folder) is ours; nothing else."""
+    folder = tmp_path / "redis"
+    ours = ["/x/bin/redis-server", "--bind", "127.0.0.1", "--dir", str(folder), "--appendonly", "yes"]
+    assert is_embedded_redis(ours, "/", folder) is True
+    assert is_embedded_redis(["/x/bin/redis-server 127.0.0.1:7001", "", ""], str(folder), folder) is True
+    assert is_embedded_redis(["/x/bin/redis-server", "--dir", str(tmp_path / "other")], "/", folder) is False
+    assert is_embedded_redis(["/usr/bin/python3", "--dir", str(folder)], str(folder), folder) is False
+    assert is_embedded_redis([], str(folder), folder) is False
+
+
+def test_read_pid_takes_only_a_positive_number(tmp_path: Path) -> None:
+    """A pid file holding a pid gives it; a missing, empty or garbled one gives None."""
+    path = tmp_path / PID_FILE
+    assert read_pid(path) is None
+    for text, pid in [("4242\n", 4242), ("", None), ("42x\n", None), ("0\n", None), ("-5\n", None)]:
+        path.write_text(text)
+        assert read_pid(path) == pid
+
+
+# Runs the first steps of `up` (the data folder's lock, the embedded Redis) until SIGTERM.
+UP_REDIS_STEPS = """
+import contextlib, sys, threading
+from pathlib import Path
+from core.process import stop_on_signals
+from core.settings import ServerSettings
+from telework.data_folder import lock_data_folder, prepare_data_folder
+from telework.up import start_or_use_redis
+
+stop = threading.Event()
+with stop_on_signals(stop.set), contextlib.ExitStack() as undo:
+    data = prepare_data_folder(Path(sys.argv[1]))
+    lock_data_folder(data, undo)
+    print(start_or_use_redis(ServerSettings(data_dir=data), data, undo), flush=True)
+    stop.wait()
+"""
+
+
+def redis_servers_on(folder: Path) -> list[int]:
+    """Pids of the live redis-server processes working on ``folder``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
+        info = proc.info
+        if info["status"] != psutil.STATUS_ZOMBIE and is_embedded_redis(
+            info["cmdline"] or [], info["cwd"], folder
+        ):
+            found.append(proc.pid)
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_up_leaves_no_second_redis_on_its_append_only_file(tmp_path: Path) -> None:
+    """While an `up` holds the data folder a second `up` is refused (exit 2, folder and pid named);
+    SIGKILLed, it leaves its redis-server running: the next start stops it, and exactly one
+    redis-server runs on the folder, with the data written before."""
+    data = tmp_path / "data"
+    env = server_env()
+
+    def start_steps() -> tuple[subprocess.Popen[str], str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", UP_REDIS_STEPS, str(data)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        return proc, proc.stdout.readline().strip()
+
+    first, url = start_steps()
+    second: subprocess.Popen[str] | None = None
+    try:
+        client = redis.Redis.from_url(url)
+        client.set("written-before", "kept")
+        client.close()
+        refused = subprocess.run(
+            [sys.executable, "-m", "telework", "up", "--data-dir", str(data)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (refused.returncode, refused.stdout) == (2, "")
+        assert refused.stderr == (
+            f"telework up: error: another `telework up` (pid {first.pid}) is running on the data folder "
+            f"{data}; stop it first, or give this one another --data-dir\n"
+        )
+        orphan = read_pid(data / "redis" / PID_FILE)
+        assert orphan is not None and redis_servers_on(data / "redis") == [orphan]
+
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert redis_servers_on(data / "redis") == [orphan]  # left running by the killed `up`
+
+        second, url = start_steps()
+        (running,) = redis_servers_on(data / "redis")
+        assert running != orphan and read_pid(data / "redis" / PID_FILE) == running
+        assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+        client = redis.Redis.from_url(url)
+        assert client.get("written-before") == b"kept"
+        client.close()
+
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+        assert redis_servers_on(data / "redis") == []
+        assert not (data / "redis" / PID_FILE).exists()
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc is not None and proc.stdout is not None:
+                proc.stdout.close()
+        for pid in redis_servers_on(data / "redis"):
+            psutil.Process(pid).kill()

@@ -178,28 +178,38 @@ async def _at_least(letters_coro, n: int) -> list[DeadLetter] | None:
     return letters if len(letters) >= n else None
 
 
-async def test_over_delivered_entry_dead_lettered(aredis, redis_url, database_url, engine, tmp_path):
-    """An entry a crashed consumer received more than max_deliveries times is dead-lettered, not stored."""
+async def test_over_delivered_entries_stored_alone_or_dead_lettered(
+    aredis, redis_url, database_url, engine, tmp_path
+):
+    """Entries a crashed consumer held: 7 deliveries (limit 5) stored alone; 12 (over twice) dead-lettered."""
     tenant = new_tenant()
     stream = keys.events_stream(tenant)
     await aredis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    [entry_id] = await produce(aredis, tenant, events(tenant, 1))
-    await aredis.xreadgroup(GROUP, "crashed", {stream: ">"}, count=1)  # delivery 1
+    batch = events(tenant, 3)
+    first, second, fatal = await produce(aredis, tenant, batch)
+    await aredis.xreadgroup(GROUP, "crashed", {stream: ">"}, count=3)  # delivery 1
     for _ in range(5):  # deliveries 2..6
-        await aredis.xclaim(stream, GROUP, "crashed", 0, [entry_id])
+        await aredis.xclaim(stream, GROUP, "crashed", 0, [first, second])
+    for _ in range(10):  # deliveries 2..11
+        await aredis.xclaim(stream, GROUP, "crashed", 0, [fatal])
     settings = settings_for(
         redis_url, database_url, tmp_path, max_deliveries=5, claim_idle_ms=100, claim_interval_s=0.05
     )
     worker = persist_consumer(settings, engine, aredis)
     async with running(worker):
+        await wait_until(settled(aredis, engine, tenant, 2), timeout=10, what="2 rows, 0 pending")
         letters = await wait_until(
             lambda: _at_least(dead_letters(aredis, tenant), 1), timeout=10, what="letter"
         )
-        await wait_until(lambda: _none_pending(aredis, tenant), timeout=10, what="acked")
-    assert [(d.entry_id, d.reason, d.deliveries) for d in letters] == [
-        (entry_id, "delivered 7 times (limit 5)", 7)
+    assert [(d.entry_id, d.reason, d.deliveries, d.fields) for d in letters] == [
+        (
+            fatal,
+            "delivered 12 times (limit 5; more than 10 means it ends the process even when handled alone)",
+            12,
+            batch[2],
+        )
     ]
-    assert await count_rows(engine, tenant) == 0
+    assert (worker.stats.alone, worker.handler.stats.inserted, worker.stats.dead_lettered) == (2, 2, 1)
 
 
 async def test_own_pending_entries_reconciled_at_start(aredis, redis_url, database_url, engine, tmp_path):

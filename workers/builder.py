@@ -5,7 +5,7 @@ Design: a batch handler (:class:`BuildHandler`) run by the one stream consumer
 at start, XAUTOCLAIM, dead letters, XACK after commit) in a consumer group of its
 own (``build``) on every tenant's event stream. For each batch the builder
 
-1. inserts-or-ignores the batch's events itself (the event id is the primary
+1. inserts-or-ignores the batch's events itself ((tenant, event id) is the primary
    key; :class:`~workers.persist.PersistHandler`'s store), so it never waits for,
    or races with, the ``persist`` group: when it builds, every event of the batch
    is in the ``event`` table;
@@ -15,9 +15,15 @@ own (``build``) on every tenant's event stream. For each batch the builder
    one transaction per agent (:mod:`workers.intervals_store`);
 3. returns, and the consumer XACKs the entries after those commits. A lost
    database raises :class:`~workers.consumer.RetryLater` (the whole batch is
-   handed over again: storing and rebuilding are idempotent); any other database
-   error while building is logged and skipped (the agent's next batch or the
-   silence pass rebuilds the same window).
+   handed over again: storing and rebuilding are idempotent); any other error
+   while building one agent (a database error, a defect) is logged in one line and
+   that agent skipped (its next batch or the silence pass rebuilds the same window);
+   the process never ends for it.
+
+Bad rows: a stored event row the builders cannot use (a time outside the protocol's
+range, a payload that does not parse, see :func:`workers.intervals.event_of_row`) is
+left out of every rebuild; the agent's other rows still build. Each such row is logged
+once per process and counted (``rows_skipped``).
 
 Exactly-once effect from at-least-once delivery: rows are recomputed from the
 stored events, never incremented, so an entry delivered twice (claimed after a
@@ -47,19 +53,25 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from core.settings import ServerSettings
-from realtime import live
+from realtime import keys, live
 from realtime.protocol import IncidentEvent, LiveState, StreamEvent
 from workers import intervals_store
 from workers.consumer import StreamConsumer
 from workers.handling import Message, Periodic, PoisonEntries, RetryLater
+from workers.intervals_store import SkippedRow
+from workers.isolation import describe
 from workers.persist import PersistHandler
 
 log = logging.getLogger(__name__)
 
-BUILD_GROUP = "build"
+BUILD_GROUP = keys.BUILD_GROUP
+REPORTED_ROWS_MAX = 100_000  # skipped rows remembered (each logged once per process)
+# a lost database: the batch (or the hook) is retried; every other error skips one agent
+DATABASE_LOST = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 T = TypeVar("T")
 
 
@@ -99,14 +111,16 @@ def is_silent(state: LiveState | None, last_event: datetime, now: datetime, sile
     return (now - seen).total_seconds() >= silence_s
 
 
-def build_agent(engine: Engine, work: AgentWork, merge_window_s: float) -> None:
-    """Rebuild one agent's intervals and incidents in one transaction (blocking)."""
+def build_agent(engine: Engine, work: AgentWork, merge_window_s: float) -> list[SkippedRow]:
+    """Rebuild one agent's intervals and incidents in one transaction (blocking); the rows left out."""
+    skipped: list[SkippedRow] = []
     with engine.begin() as conn:
-        intervals_store.rebuild_intervals(conn, work.tenant, work.agent, work.earliest)
+        intervals_store.rebuild_intervals(conn, work.tenant, work.agent, work.earliest, skipped=skipped)
         if work.incidents:
             intervals_store.rebuild_incidents(
-                conn, work.tenant, work.agent, dict(work.incidents), merge_window_s
+                conn, work.tenant, work.agent, dict(work.incidents), merge_window_s, skipped=skipped
             )
+    return skipped
 
 
 @dataclass
@@ -114,10 +128,11 @@ class BuildStats:
     agents_built: int = 0
     silent_closed: int = 0
     failed: int = 0
+    rows_skipped: int = 0
 
 
 class BuildSkipped(Exception):
-    """A database error other than a lost connection: this step is skipped (already logged)."""
+    """An error other than a lost database: this step is skipped (already logged)."""
 
 
 class BuildHandler:
@@ -129,19 +144,41 @@ class BuildHandler:
         self.redis = redis
         self.persist = PersistHandler(engine)
         self.stats = BuildStats()
+        self._reported: dict[tuple[str, str], None] = {}  # (tenant, event id) of rows logged as skipped
 
     def counts(self) -> Mapping[str, int]:
         return {**self.persist.counts(), **asdict(self.stats)}
 
     async def handle(self, batch: Sequence[Message]) -> None:
         rejected = await self.persist.store(batch)
-        stored = [m.event for m in batch if m.entry.entry_id not in rejected]
+        stored = [m.event for m in batch if m.entry.key not in rejected]
         for work in plan_work(stored):
             with contextlib.suppress(BuildSkipped):
-                await self._database(build_agent, self.engine, work, self.settings.incident_merge_s)
+                skipped = await self._database(build_agent, self.engine, work, self.settings.incident_merge_s)
+                self._report(skipped)
                 self.stats.agents_built += 1
         if rejected:
             raise PoisonEntries(rejected)
+
+    def _report(self, skipped: Sequence[SkippedRow]) -> None:
+        """Log and count each skipped row once per process."""
+        for row in skipped:
+            key = (row.tenant, row.event_id)
+            if key in self._reported:
+                continue
+            if len(self._reported) >= REPORTED_ROWS_MAX:
+                del self._reported[next(iter(self._reported))]
+            self._reported[key] = None
+            self.stats.rows_skipped += 1
+            log.warning(
+                "skipped an event row the builder cannot use",
+                extra={
+                    "tenant": row.tenant,
+                    "agent_id": row.agent,
+                    "event_id": row.event_id,
+                    "reason": row.reason,
+                },
+            )
 
     async def reconcile_silence(self) -> None:
         """Close the open intervals and incidents of agents that went silent (the periodic hook)."""
@@ -159,7 +196,8 @@ class BuildHandler:
         last = await self._database(self._last_event, tenant, agent)
         if last is None or not is_silent(state, last, now, self.settings.builder_silence_s):
             return
-        closed_at = await self._database(self._close, tenant, agent)
+        closed_at, skipped = await self._database(self._close, tenant, agent)
+        self._report(skipped)
         self.stats.silent_closed += 1
         log.info(
             "closed the open intervals of a silent agent",
@@ -174,24 +212,29 @@ class BuildHandler:
         with self.engine.connect() as conn:
             return intervals_store.last_event_at(conn, tenant, agent)
 
-    def _close(self, tenant: str, agent: str) -> datetime | None:
+    def _close(self, tenant: str, agent: str) -> tuple[datetime | None, list[SkippedRow]]:
+        skipped: list[SkippedRow] = []
         with self.engine.begin() as conn:
-            return intervals_store.close_silent(conn, tenant, agent, self.settings.incident_merge_s)
+            closed = intervals_store.close_silent(
+                conn, tenant, agent, self.settings.incident_merge_s, skipped=skipped
+            )
+        return closed, skipped
 
     async def _database(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a thread; a lost database is :class:`RetryLater`.
 
-        Any other database error is logged and raised as :class:`BuildSkipped`: the events
-        are stored, and the agent's next batch or the silence pass rebuilds the same window.
+        Any other error (a database error, a defect, a value out of range) is logged in one
+        line and raised as :class:`BuildSkipped`: the events are stored, and the agent's next
+        batch or the silence pass rebuilds the same window.
         """
         try:
             return await asyncio.to_thread(fn, *args)
-        except OperationalError as exc:
+        except DATABASE_LOST as exc:
             raise RetryLater(f"database unavailable while building: {exc}") from exc
-        except SQLAlchemyError as exc:
+        except Exception as exc:
             log.error(
                 "could not build; skipped until the agent's next events",
-                extra={"error": str(exc), "call": fn.__name__, "args": repr(args)},
+                extra={"error": describe(exc), "call": fn.__name__, "call_args": repr(args)},
             )
             self.stats.failed += 1
             raise BuildSkipped(fn.__name__) from exc

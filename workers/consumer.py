@@ -8,16 +8,21 @@ The loop, one per process:
 
 * discover tenants from ``SMEMBERS tw:tenants`` (every ``tenant_refresh_s``) and
   create the group on each stream (from ID 0, MKSTREAM, idempotent);
-* at start, re-read this consumer's own pending entries (ID 0) and claim entries
+* its name: ``worker_name``, else ``{hostname}-{group}-{slot}`` from a slot lock held
+  while it runs (:mod:`workers.consumer_names`), so a restarted worker has the same name;
+* at start, re-read this consumer's own pending entries (ID 0) at once, and claim entries
   idle past ``claim_idle_ms`` from dead consumers (XAUTOCLAIM); claim again every
-  ``claim_interval_s``; run each :class:`Periodic` hook when it is due (first at start);
+  ``claim_interval_s``, first deleting the group's consumers idle past ``stale_consumer_s``
+  with nothing pending (XGROUP DELCONSUMER; one with pending entries is claimed first and
+  deleted on a later pass); run each :class:`Periodic` hook when it is due (first at start);
 * otherwise XREADGROUP ``>`` over every tenant stream, decode, hand the batch to the
   handler, and XACK only after the handler returned (it returns after its commit).
   The next batch is read while the handler works on this one; batches are handled
   and acked one after the other, in order;
-* entries that do not decode, or were delivered more than ``max_deliveries``
-  times, go to the tenant's dead-letter stream (then XACK) before the handler sees
-  the batch; nothing is dropped.
+* entries that do not decode go to the tenant's dead-letter stream (then XACK) before
+  the handler sees the batch; entries delivered more than ``max_deliveries`` times are
+  handed over alone, one per handler call, and dead-lettered unhandled only past twice
+  that (:mod:`workers.isolation`); nothing is dropped.
 
 What a handler (or a hook) may raise (the contract is :mod:`workers.handling`):
 
@@ -30,8 +35,11 @@ What a handler (or a hook) may raise (the contract is :mod:`workers.handling`):
   handled and is acked.
 * :class:`StopConsumer` - stop cleanly now; the batch in hand stays pending.
 
-Anything else is a defect: it ends :meth:`StreamConsumer.run` (the entries stay
-pending, are claimed later, and are dead-lettered once over-delivered).
+Anything else means an entry of the batch breaks the handler: the batch is split in
+halves handed over again, down to single entries; only an entry that fails alone goes
+to the dead-letter stream, its reason the exception's type and message; the others are
+handled and acked, and the consumer goes on. (A Redis connection error from a handler
+counts as :class:`RetryLater`.)
 
 Stop: setting the stop event ends the loop after the batch in hand is handled and acked.
 """
@@ -41,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -53,8 +62,20 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.settings import ServerSettings
 from realtime import keys
-from workers.dead_letter import DeadLetterReason, classify, dead_letter, send_dead_letters, text_of
-from workers.handling import BatchHandler, Entry, Message, Periodic, PoisonEntries, RetryLater, StopConsumer
+from workers import consumer_group as groups
+from workers.consumer_names import ConsumerSlot, take_slot
+from workers.dead_letter import dead_letter, send_dead_letters, text_of
+from workers.handling import (
+    BatchHandler,
+    Entry,
+    EntryKey,
+    Message,
+    Periodic,
+    PoisonEntries,
+    RetryLater,
+    StopConsumer,
+)
+from workers.isolation import describe, failed_alone, halves, sort_out
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +94,9 @@ class ConsumerStats:
     claimed: int = 0
     batches: int = 0
     retries: int = 0
+    alone: int = 0  # over-delivered entries handed over one per handler call
+    bisections: int = 0  # batches split to find the entry that breaks the handler
+    stale_deleted: int = 0  # stale consumers of the group deleted
 
 
 def next_delay(delay: float) -> float:
@@ -84,37 +108,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def stream_entries(response: Any) -> list[tuple[str, list[tuple[Any, Any]]]]:
-    """XREADGROUP reply (RESP2 list or RESP3 dict) as ``[(stream, [(id, fields), ...])]``."""
-    if not response:
-        return []
-    items = response.items() if isinstance(response, dict) else response
-    out = []
-    for stream, entries in items:
-        if len(entries) == 1 and isinstance(entries[0], list):
-            entries = entries[0]  # RESP3: {stream: [[(id, fields), ...]]}
-        out.append((text_of(stream), list(entries)))
-    return out
-
-
-def sort_out(batch: Sequence[Entry], max_deliveries: int) -> tuple[list[Message], list[tuple[Entry, str]]]:
-    """Split a batch into what the handler gets and what is dead-lettered at once (with the reason)."""
-    good: list[Message] = []
-    bad: list[tuple[Entry, str]] = []
-    for entry in batch:
-        decided = classify(entry.fields, entry.deliveries, max_deliveries)
-        if isinstance(decided, DeadLetterReason):
-            bad.append((entry, decided.reason))
-        else:
-            good.append(Message(entry, decided))
-    return good, bad
-
-
 H = TypeVar("H", bound=BatchHandler)
 
 
 class StreamConsumer(Generic[H]):
-    """Every tenant's event stream in ``group`` as consumer ``settings.worker_name``, fed to ``handler``."""
+    """Every tenant's event stream in ``group`` as consumer :attr:`name`, fed to ``handler``.
+
+    :attr:`name` is ``settings.worker_name``, or, unset, taken from a free slot when :meth:`run`
+    starts (:func:`workers.consumer_names.take_slot`) and held until it returns.
+    """
 
     def __init__(
         self,
@@ -129,7 +131,8 @@ class StreamConsumer(Generic[H]):
         self.group = group
         self.handler = handler
         self.hooks = tuple(hooks)
-        self.name = settings.worker_name
+        self.name = settings.worker_name or ""
+        self._slot: ConsumerSlot | None = None
         self.streams: list[str] = []
         self.stats = ConsumerStats()
         self._stop = asyncio.Event()
@@ -144,6 +147,17 @@ class StreamConsumer(Generic[H]):
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set (or a :class:`StopConsumer`); the batch in hand is finished first."""
+        if not self.settings.worker_name:
+            self._slot = take_slot(self.settings.data_dir, self.group, socket.gethostname())
+            self.name = self._slot.name
+        try:
+            await self._run(stop)
+        finally:
+            if self._slot is not None:
+                self._slot.release()
+                self._slot = None
+
+    async def _run(self, stop: asyncio.Event) -> None:
         self._stop = stop
         log.info("consumer starting", extra=self._extra())
         next_refresh = next_claim = next_progress = 0.0
@@ -253,28 +267,20 @@ class StreamConsumer(Generic[H]):
             stream = keys.events_stream(tenant)
             if stream in known:
                 continue
-            try:
-                await self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await groups.create_group(self.redis, stream, self.group)
             self.streams.append(stream)
             log.info("consuming tenant stream", extra=self._extra(stream=stream))
 
     async def read_new(self) -> None:
         """One XREADGROUP ``>`` over all tenant streams; process what arrived."""
-        response = await self.redis.xreadgroup(
+        batch = await groups.read_new(
+            self.redis,
             self.group,
             self.name,
-            dict.fromkeys(self.streams, ">"),
-            count=self.settings.worker_batch,
-            block=self.settings.worker_block_ms,
+            self.streams,
+            self.settings.worker_batch,
+            self.settings.worker_block_ms,
         )
-        batch = [
-            Entry(stream, text_of(entry_id), fields or {}, 1)
-            for stream, entries in stream_entries(response)
-            for entry_id, fields in entries
-        ]
         # Overlap: this batch was read while the previous one was being handled; finish that one
         # (commit, then XACK) before this one starts, so entries are acked in order.
         await self.settle()
@@ -292,102 +298,102 @@ class StreamConsumer(Generic[H]):
         for stream in list(self.streams):
             cursor = "0"
             while True:
-                response = await self.redis.xreadgroup(
-                    self.group, self.name, {stream: cursor}, count=self.settings.worker_batch
+                batch = await groups.read_own_pending(
+                    self.redis, self.group, self.name, stream, cursor, self.settings.worker_batch
                 )
-                entries = [e for _, found in stream_entries(response) for e in found]
-                if not entries:
+                if not batch:
                     break
-                ids = [text_of(entry_id) for entry_id, _ in entries]
-                counts = await self.delivery_counts(stream, ids)
-                await self.process(
-                    [
-                        Entry(stream, i, fields or {}, counts.get(i, 1))
-                        for i, (_, fields) in zip(ids, entries, strict=True)
-                    ]
+                await self.process(batch)
+                cursor = batch[-1].entry_id
+                log.info(
+                    "reconciled own pending entries", extra=self._extra(stream=stream, entries=len(batch))
                 )
-                cursor = ids[-1]
-                log.info("reconciled own pending entries", extra=self._extra(stream=stream, entries=len(ids)))
 
     async def claim_idle(self) -> None:
-        """XAUTOCLAIM entries idle past ``claim_idle_ms`` (dead or stuck consumers) and process them."""
+        """Delete stale consumers, then XAUTOCLAIM entries idle past ``claim_idle_ms`` and process them."""
         for stream in list(self.streams):
+            stale_ms = self.settings.stale_consumer_s * 1000
+            for name in await groups.delete_stale(self.redis, stream, self.group, self.name, stale_ms):
+                self.stats.stale_deleted += 1
+                log.info("deleted a stale consumer", extra=self._extra(stream=stream, consumer=name))
             cursor = "0-0"
             while True:
-                reply = await self.redis.xautoclaim(
-                    stream,
+                cursor, batch = await groups.autoclaim(
+                    self.redis,
                     self.group,
                     self.name,
-                    min_idle_time=self.settings.claim_idle_ms,
-                    start_id=cursor,
-                    count=self.settings.worker_batch,
+                    stream,
+                    self.settings.claim_idle_ms,
+                    cursor,
+                    self.settings.worker_batch,
                 )
-                cursor = text_of(reply[0])
-                claimed = [(text_of(i), fields or {}) for i, fields in reply[1] if i is not None]
-                deleted = [text_of(i) for i in reply[2]] if len(reply) > 2 else []
-                if claimed or deleted:
-                    counts = await self.delivery_counts(stream, [i for i, _ in claimed])
-                    self.stats.claimed += len(claimed) + len(deleted)
-                    log.info(
-                        "claimed idle entries",
-                        extra=self._extra(stream=stream, claimed=len(claimed), deleted=len(deleted)),
-                    )
-                    batch = [Entry(stream, i, f, counts.get(i, 1)) for i, f in claimed]
-                    batch += [Entry(stream, i, {}, 0) for i in deleted]
+                if batch:
+                    self.stats.claimed += len(batch)
+                    log.info("claimed idle entries", extra=self._extra(stream=stream, claimed=len(batch)))
                     await self.process(batch)
                 if cursor in ("0-0", "0"):
                     break
 
-    async def delivery_counts(self, stream: str, ids: Sequence[str]) -> dict[str, int]:
-        """How many times each pending entry has been delivered (XPENDING, one per id, pipelined)."""
-        if not ids:
-            return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for entry_id in ids:
-                pipe.xpending_range(stream, self.group, min=entry_id, max=entry_id, count=1)
-            replies = await pipe.execute()
-        counts: dict[str, int] = {}
-        for reply in replies:
-            for item in reply:
-                counts[text_of(item["message_id"])] = int(item["times_delivered"])
-        return counts
-
     # ----------------------------------------------------------- processing
 
     async def process(self, batch: Sequence[Entry]) -> None:
-        """Dead-letter what cannot be handled, hand the rest over, XACK it after the handler returned."""
+        """Dead-letter what cannot be handled, hand the rest over, XACK it after the handler returned.
+
+        Entries within the delivery limit go over together, over-delivered ones one by one
+        (:func:`workers.isolation.sort_out`); a batch the handler fails on is bisected.
+        """
         if not batch:
             return
         self.stats.read += len(batch)
         self.stats.batches += 1
-        good, bad = sort_out(batch, self.settings.max_deliveries)
-        poison: dict[str, str] = {}
-        if good:
-            poison = await self._retrying(lambda: self._handle(good), "batch")
-        handled = [m.entry for m in good if m.entry.entry_id not in poison]
+        plan = sort_out(batch, self.settings.max_deliveries)
+        poison: dict[EntryKey, str] = {}
+        if plan.together:
+            poison.update(await self._isolating(plan.together))
+        for message in plan.alone:
+            self.stats.alone += 1
+            poison.update(await self._isolating([message]))
+        given = [*plan.together, *plan.alone]
+        handled = [m.entry for m in given if m.entry.key not in poison]
         await self.ack(handled)
         self.stats.acked += len(handled)
-        bad += [(m.entry, poison[m.entry.entry_id]) for m in good if m.entry.entry_id in poison]
+        bad = plan.dead + [(m.entry, poison[m.entry.key]) for m in given if m.entry.key in poison]
         now = utcnow()
         letters = [dead_letter(e.stream, e.entry_id, e.fields, why, e.deliveries, now) for e, why in bad]
         self.stats.dead_lettered += await send_dead_letters(self.redis, self.group, letters)
 
-    async def _handle(self, batch: Sequence[Message]) -> dict[str, str]:
-        """The handler's verdict: the poison entries with their reasons (none: all handled)."""
+    async def _isolating(self, batch: Sequence[Message], depth: int = 0) -> dict[EntryKey, str]:
+        """The poison entries of ``batch`` with their reasons, bisecting it when the handler fails on it."""
+        try:
+            return await self._retrying(lambda: self._handle(batch), "batch")
+        except StopConsumer:
+            raise
+        except Exception as exc:
+            if len(batch) == 1:
+                entry = batch[0].entry
+                return {entry.key: failed_alone(entry.deliveries, self.settings.max_deliveries, exc)}
+            self.stats.bisections += 1
+            log.log(
+                logging.WARNING if depth == 0 else logging.DEBUG,
+                "handler failed on a batch; splitting it to find the entry that breaks it",
+                extra=self._extra(entries=len(batch), error=describe(exc)),
+            )
+            first, second = halves(batch)
+            found = await self._isolating(first, depth + 1)
+            found.update(await self._isolating(second, depth + 1))
+            return found
+
+    async def _handle(self, batch: Sequence[Message]) -> dict[EntryKey, str]:
+        """The handler's verdict: the poison entries of the batch with their reasons (none: all handled)."""
         try:
             await self.handler.handle(batch)
         except PoisonEntries as exc:
-            return exc.reasons
+            keys_in_batch = {m.entry.key for m in batch}
+            return {key: why for key, why in exc.reasons.items() if key in keys_in_batch}
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise RetryLater(f"redis unavailable while handling: {exc}") from exc
         return {}
 
     async def ack(self, entries: Sequence[Entry]) -> None:
-        """XACK handled entries, one XACK per stream."""
-        by_stream: dict[str, list[str]] = {}
-        for entry in entries:
-            by_stream.setdefault(entry.stream, []).append(entry.entry_id)
-        if not by_stream:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for stream, ids in by_stream.items():
-                pipe.xack(stream, self.group, *ids)
-            await pipe.execute()
+        """XACK handled entries (after the handler's commit)."""
+        await groups.ack(self.redis, self.group, entries)

@@ -1,6 +1,7 @@
-"""Decide whether a stream entry can be persisted; park the ones that cannot.
+"""Decode a stream entry, or say why it is not a stream event; park the entries that cannot be handled.
 
-``classify`` and ``dead_letter`` are pure. ``send_dead_letters`` is the I/O:
+``decode`` and ``dead_letter`` are pure (how often an entry may be delivered is
+:mod:`workers.isolation`'s rule). ``send_dead_letters`` is the I/O:
 XADD a :class:`~realtime.protocol.DeadLetter` to the tenant's dead-letter
 stream, then XACK the original, both in one MULTI (the keys share the tenant's
 hash tag), so an entry is never acked without leaving a record behind.
@@ -83,16 +84,6 @@ def decode(fields: RawFields) -> StreamEvent | DeadLetterReason:
         if first["type"] == "json_invalid":
             return DeadLetterReason(f"field {keys.ENTRY_FIELD!r} is not valid JSON: {first['msg']}")
         return DeadLetterReason(validation_reason(exc))
-
-
-def classify(fields: RawFields, deliveries: int, max_deliveries: int) -> StreamEvent | DeadLetterReason:
-    """Persist it (a StreamEvent) or dead-letter it (DeadLetterReason with the reason)."""
-    decoded = decode(fields)
-    if isinstance(decoded, DeadLetterReason):
-        return decoded
-    if deliveries > max_deliveries:
-        return DeadLetterReason(f"delivered {deliveries} times (limit {max_deliveries})")
-    return decoded
 
 
 def dead_letter(

@@ -1,10 +1,18 @@
 """The contract between the stream consumer (:mod:`workers.consumer`) and its batch handlers. Pure.
 
-A handler gets a batch of :class:`Message` (decoded, within the delivery limit) and
-steers the consumer by raising one of the named exceptions: :class:`RetryLater`
-(transient; the batch is handed over again after a pause, its entries stay pending),
-:class:`PoisonEntries` (those entries to the dead-letter stream with their reasons,
-the rest acked), :class:`StopConsumer` (stop now; the batch stays pending).
+A handler gets a batch of :class:`Message` (decoded; delivered at most ``max_deliveries``
+times, or a single entry delivered more often) and steers the consumer by raising one
+of the named exceptions: :class:`RetryLater` (transient; the batch is handed over again
+after a pause, its entries stay pending), :class:`PoisonEntries` (those entries to the
+dead-letter stream with their reasons, the rest acked), :class:`StopConsumer` (stop
+now; the batch stays pending).
+
+Anything else a handler raises means "something in this batch breaks me": the consumer
+splits the batch in halves and hands them over again, down to single entries
+(:mod:`workers.isolation`); an entry that fails alone goes to the dead-letter stream
+with the exception's type and message, the others are handled and acked, and the
+consumer goes on. So a handler must be idempotent: an entry may be handed over again
+after its batch failed (Redis connection errors count as :class:`RetryLater`).
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from typing import Protocol
 from realtime.protocol import StreamEvent
 from workers.dead_letter import RawFields
 
+EntryKey = tuple[str, str]  # (stream, entry id): what names an entry across tenant streams
+
 # ------------------------------------------------------------ named exceptions
 
 
@@ -24,12 +34,13 @@ class RetryLater(Exception):
 
 
 class PoisonEntries(Exception):
-    """These entries (entry id -> reason) are poison; the rest of the batch was handled.
+    """These entries (:attr:`Entry.key` -> reason) are poison; the rest of the batch was handled.
 
     Each one goes to the dead-letter stream with its reason and is acked; so are the others.
+    Keyed by stream and entry id: two tenant streams may hold entries of the same id.
     """
 
-    def __init__(self, reasons: Mapping[str, str]) -> None:
+    def __init__(self, reasons: Mapping[EntryKey, str]) -> None:
         super().__init__(f"{len(reasons)} poison entr{'y' if len(reasons) == 1 else 'ies'}")
         self.reasons = dict(reasons)
 
@@ -49,6 +60,11 @@ class Entry:
     entry_id: str
     fields: RawFields
     deliveries: int
+
+    @property
+    def key(self) -> EntryKey:
+        """(stream, entry id): unique in a batch that spans tenant streams."""
+        return (self.stream, self.entry_id)
 
 
 @dataclass(frozen=True, slots=True)

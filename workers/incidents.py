@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from workers.intervals import Ev, ordered
+from workers.intervals import Ev, ordered, seconds_before
 
 MAX_TRACE_EPISODES = 50
 
@@ -107,7 +107,10 @@ def episodes(events: Iterable[Ev], close_at: datetime | None = None) -> list[Epi
 
 def merge(found: Sequence[Episode], merge_window_s: float) -> list[Draft]:
     """Episodes of one kind within ``merge_window_s`` of each other become one incident."""
-    window = timedelta(seconds=merge_window_s)
+    try:
+        window = timedelta(seconds=merge_window_s)
+    except OverflowError:
+        window = timedelta.max
     groups: dict[str, list[list[Episode]]] = {}
     for episode in sorted(found, key=lambda e: (e.started_at, e.kind)):
         runs = groups.setdefault(episode.kind, [])
@@ -164,7 +167,7 @@ class StoredIncident:
 
 def window_start(stored: Iterable[StoredIncident], earliest_new: datetime, merge_window_s: float) -> datetime:
     """Where an incident rebuild must begin: the earliest stored incident the new events can join."""
-    reach = earliest_new - timedelta(seconds=merge_window_s)
+    reach = seconds_before(earliest_new, merge_window_s)
     starts = [s.started_at for s in stored if s.ended_at is None or s.ended_at >= reach]
     return min([earliest_new, *starts])
 

@@ -20,6 +20,10 @@ Rules (documented in the README's data model section):
   is never invented, so a rebuild gives the same rows as the closure did.
 * Zero-length intervals are dropped.
 
+Rows the builders cannot use (:func:`event_of_row`: a time outside the protocol's
+``EARLIEST_TIME`` .. ``LATEST_TIME``, a sequence number that is not a 64-bit integer, a
+payload that is not the object its type needs) are skipped, never built and never fatal.
+
 Late and out-of-order events: a duty start resets the state machine (off duty
 before it, no state, no task), so the intervals from the latest duty start at or
 before the earliest new event (:func:`window_start`) onwards are a function of
@@ -31,8 +35,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from realtime.protocol import EARLIEST_TIME, INCIDENT_KINDS, LATEST_TIME, MAX_SEQ, MAX_TEXT, PRESENCE_STATES
 
 DUTY, PRESENCE, TASK = "duty", "presence", "task"
 DUTY_ON = "on"
@@ -48,6 +54,79 @@ class Ev:
     ts: datetime
     type: str
     payload: Mapping[str, Any]
+
+
+def in_build_range(moment: datetime) -> bool:
+    """Whether the builders take an event of this (aware) time: the protocol's time range."""
+    return EARLIEST_TIME <= moment <= LATEST_TIME
+
+
+TIME_RANGE = f"a time from {EARLIEST_TIME:%Y-%m-%d} to {LATEST_TIME:%Y-%m-%d} (UTC)"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _payload_problem(kind: str, payload: Mapping[str, Any]) -> str | None:
+    """What is wrong with the fields the builders read of a ``kind`` payload (None: nothing)."""
+    if kind == "duty" and not isinstance(payload.get("on_duty"), bool):
+        return f"payload.on_duty: expected true or false, got {_short(payload.get('on_duty'))}"
+    if kind == "state" and payload.get("state") not in PRESENCE_STATES:
+        return (
+            f"payload.state: expected one of {', '.join(PRESENCE_STATES)}, got {_short(payload.get('state'))}"
+        )
+    if kind == "task":
+        task = payload.get("task")
+        if task is not None and not (isinstance(task, str) and 1 <= len(task) <= MAX_TEXT):
+            return f"payload.task: expected none or a name of 1 to {MAX_TEXT} characters, got {_short(task)}"
+    if kind == "incident":
+        if payload.get("kind") not in INCIDENT_KINDS:
+            expected = ", ".join(INCIDENT_KINDS)
+            return f"payload.kind: expected one of {expected}, got {_short(payload.get('kind'))}"
+        if payload.get("phase") not in ("start", "end"):
+            return f"payload.phase: expected start or end, got {_short(payload.get('phase'))}"
+        evidence = payload.get("evidence") or []
+        if not (isinstance(evidence, list) and all(isinstance(e, str) for e in evidence)):
+            return f"payload.evidence: expected a list of text, got {_short(evidence)}"
+        trace = payload.get("trace")
+        if trace is not None and not isinstance(trace, dict):
+            return f"payload.trace: expected an object or none, got {_short(trace)}"
+    return None
+
+
+def event_of_row(row_id: object, seq: object, ts: object, kind: object, payload: object) -> Ev | str:
+    """A stored ``event`` row as an :class:`Ev`, or why the builders cannot use it (it is skipped).
+
+    ``ts``: an aware datetime, a naive one (UTC, as SQLite keeps it), or the stored text of a
+    time the database holds but Python cannot (year 0, 10000).
+    """
+    if not isinstance(row_id, str) or not row_id:
+        return f"id: expected text, got {_short(row_id)}"
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:
+        return f"seq: expected an integer from 1 to {MAX_SEQ}, got {_short(seq)}"
+    if not isinstance(ts, datetime):
+        return f"ts: expected {TIME_RANGE}, got {_short(ts)}"
+    moment = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+    if not in_build_range(moment):
+        return f"ts: expected {TIME_RANGE}, got {ts.isoformat()}"
+    if not isinstance(kind, str):
+        return f"type: expected text, got {_short(kind)}"
+    if not isinstance(payload, dict):
+        return f"payload: expected a JSON object, got {_short(payload)}"
+    problem = _payload_problem(kind, payload)
+    if problem is not None:
+        return problem
+    return Ev(row_id, seq, moment.astimezone(UTC), kind, payload)
+
+
+def seconds_before(moment: datetime, seconds: float) -> datetime:
+    """``moment`` minus ``seconds``, or the earliest datetime when that leaves the calendar."""
+    try:
+        return moment - timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -7,23 +7,33 @@ the rows of one agent from a window start on, so replaying the same events (a
 stream entry delivered twice, a builder restarted mid-batch) gives the same
 rows: intervals and incidents are recomputed from the ``event`` table, never
 incremented.
+
+A stored row the builders cannot use (a time outside the protocol's range, even one
+Python cannot hold such as PostgreSQL's year 0 or 10000; a payload that does not parse or
+lacks what its type needs; a sequence number that is not a 64-bit integer) is skipped:
+:func:`load_events` leaves it out and adds a :class:`SkippedRow` to the caller's list,
+and the agent's other rows still build.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Text, case, cast, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
+from realtime.protocol import EARLIEST_TIME, LATEST_TIME
 from storage.activity import EventRecord, Incident, Interval
 from storage.models import AgentDevice, utcnow
 from storage.planning import RollupDirty
 from workers import incidents as inc
 from workers import intervals as itv
+from workers.isolation import describe
 
 log = logging.getLogger(__name__)
 
@@ -51,24 +61,91 @@ def user_of(conn: Connection, agent_id: str) -> int | None:
     return user_id
 
 
+@dataclass(frozen=True)
+class SkippedRow:
+    """An ``event`` row the builders left out, and why."""
+
+    tenant: str
+    agent: str
+    event_id: str
+    reason: str
+
+
+IN_RANGE = EVENTS.c.ts.between(EARLIEST_TIME, LATEST_TIME)
+EVENT_COLUMNS = (
+    EVENTS.c.id,
+    EVENTS.c.seq,
+    case((IN_RANGE, EVENTS.c.ts), else_=None).label("ts"),  # out of range: never handed to the driver
+    case((IN_RANGE, None), else_=cast(EVENTS.c.ts, Text)).label("ts_text"),  # ... but named in the log
+    EVENTS.c.type,
+    EVENTS.c.payload,
+)
+
+
 def load_events(
-    conn: Connection, tenant: str, agent: str, since: datetime | None, types: Iterable[str] | None = None
+    conn: Connection,
+    tenant: str,
+    agent: str,
+    since: datetime | None,
+    types: Iterable[str] | None = None,
+    skipped: list[SkippedRow] | None = None,
 ) -> list[itv.Ev]:
-    """The agent's events from ``since`` on (all when None), in ``(ts, seq, id)`` order."""
-    query = select(EVENTS.c.id, EVENTS.c.seq, EVENTS.c.ts, EVENTS.c.type, EVENTS.c.payload).where(
-        EVENTS.c.tenant_id == tenant, EVENTS.c.agent_id == agent
-    )
+    """The agent's usable events from ``since`` on (all when None), in ``(ts, seq, id)`` order.
+
+    Rows the builders cannot use are left out and added to ``skipped``. When the rows cannot
+    even be read at once (SQLite keeps any text in any column), they are read one by one.
+    """
+    where = [EVENTS.c.tenant_id == tenant, EVENTS.c.agent_id == agent]
     if since is not None:
-        query = query.where(EVENTS.c.ts >= since)
+        where.append(EVENTS.c.ts >= since)
     if types is not None:
-        query = query.where(EVENTS.c.type.in_(list(types)))
-    rows = conn.execute(query.order_by(EVENTS.c.ts, EVENTS.c.seq, EVENTS.c.id)).all()
-    return [itv.Ev(r.id, r.seq, aware(r.ts), r.type, r.payload or {}) for r in rows]
+        where.append(EVENTS.c.type.in_(list(types)))
+    order = (EVENTS.c.ts, EVENTS.c.seq, EVENTS.c.id)
+    problems: list[tuple[str, str]] = []
+    try:
+        rows: Sequence[Any] = conn.execute(select(*EVENT_COLUMNS).where(*where).order_by(*order)).all()
+    except OperationalError:
+        raise
+    except Exception as exc:
+        log.warning(
+            "could not read an agent's events at once; reading them one by one",
+            extra={"tenant": tenant, "agent_id": agent, "error": describe(exc)},
+        )
+        rows = _rows_one_by_one(conn, where, order, problems)
+    events: list[itv.Ev] = []
+    for r in rows:
+        ts = r.ts if r.ts is not None else r.ts_text
+        checked = itv.event_of_row(r.id, r.seq, ts, r.type, r.payload)
+        if isinstance(checked, str):
+            problems.append((str(r.id), checked))
+        else:
+            events.append(checked)
+    if skipped is not None:
+        skipped.extend(SkippedRow(tenant, agent, event_id, why) for event_id, why in problems)
+    return events
+
+
+def _rows_one_by_one(
+    conn: Connection, where: list[Any], order: tuple[Any, ...], problems: list[tuple[str, str]]
+) -> list[Any]:
+    """Each matching row read alone; a row that cannot be read goes to ``problems``."""
+    rows: list[Any] = []
+    for event_id in conn.execute(select(EVENTS.c.id).where(*where).order_by(*order)).scalars().all():
+        try:
+            rows.append(conn.execute(select(*EVENT_COLUMNS).where(*where, EVENTS.c.id == event_id)).one())
+        except OperationalError:
+            raise
+        except Exception as exc:
+            problems.append((str(event_id), f"unreadable row: {describe(exc)}"))
+    return rows
 
 
 def last_event_at(conn: Connection, tenant: str, agent: str) -> datetime | None:
+    """The time of the agent's last event in the protocol's time range (None: it has none)."""
     value = conn.execute(
-        select(func.max(EVENTS.c.ts)).where(EVENTS.c.tenant_id == tenant, EVENTS.c.agent_id == agent)
+        select(func.max(EVENTS.c.ts)).where(
+            EVENTS.c.tenant_id == tenant, EVENTS.c.agent_id == agent, IN_RANGE
+        )
     ).scalar_one_or_none()
     return _opt(value)
 
@@ -104,9 +181,17 @@ def _interval_row(tenant: str, agent: str, user_id: int | None, span: itv.Interv
 
 
 def rebuild_intervals(
-    conn: Connection, tenant: str, agent: str, earliest: datetime | None, silent: bool = False
+    conn: Connection,
+    tenant: str,
+    agent: str,
+    earliest: datetime | None,
+    silent: bool = False,
+    skipped: list[SkippedRow] | None = None,
 ) -> itv.Changes:
-    """Rebuild the agent's intervals from the window holding ``earliest`` (None: its open duty) on."""
+    """Rebuild the agent's intervals from the window holding ``earliest`` (None: its open duty) on.
+
+    Event rows the builders cannot use are left out and added to ``skipped``.
+    """
     mine = (INTERVALS.c.tenant_id == tenant, INTERVALS.c.agent_id == agent)
     duty_starts = select(INTERVALS.c.started_at).where(*mine, INTERVALS.c.kind == itv.DUTY)
     if earliest is not None:
@@ -121,7 +206,7 @@ def rebuild_intervals(
         if latest is None:
             return itv.Changes()
         start = aware(latest)
-    rebuilt = itv.build_intervals(load_events(conn, tenant, agent, start), silent=silent)
+    rebuilt = itv.build_intervals(load_events(conn, tenant, agent, start, skipped=skipped), silent=silent)
     stored_rows = conn.execute(
         select(INTERVALS).where(*mine, INTERVALS.c.started_at >= start).order_by(INTERVALS.c.id)
     ).all()
@@ -184,12 +269,13 @@ def rebuild_incidents(
     earliest_by_kind: Mapping[str, datetime],
     merge_window_s: float,
     close_at: datetime | None = None,
+    skipped: list[SkippedRow] | None = None,
 ) -> inc.Plan:
     """Rebuild, kind by kind, the agent's incidents the new events (earliest per kind) can touch."""
     mine = (INCIDENTS.c.tenant_id == tenant, INCIDENTS.c.agent_id == agent)
     plans: list[inc.Plan] = []
     for kind, earliest in sorted(earliest_by_kind.items(), key=lambda item: (item[1], item[0])):
-        reach = aware(earliest) - timedelta(seconds=merge_window_s)
+        reach = itv.seconds_before(aware(earliest), merge_window_s)
         candidates = [
             _stored(r)
             for r in conn.execute(
@@ -204,7 +290,7 @@ def rebuild_incidents(
         start = inc.window_start(candidates, aware(earliest), merge_window_s)
         events = [
             e
-            for e in load_events(conn, tenant, agent, start, types=("incident",))
+            for e in load_events(conn, tenant, agent, start, types=("incident",), skipped=skipped)
             if e.payload.get("kind") == kind
         ]
         drafts = inc.build_incidents(events, merge_window_s, close_at)
@@ -262,12 +348,18 @@ def open_agents(conn: Connection) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def close_silent(conn: Connection, tenant: str, agent: str, merge_window_s: float) -> datetime | None:
+def close_silent(
+    conn: Connection,
+    tenant: str,
+    agent: str,
+    merge_window_s: float,
+    skipped: list[SkippedRow] | None = None,
+) -> datetime | None:
     """Close the agent's open intervals and incidents at its last event; returns that time."""
     last = last_event_at(conn, tenant, agent)
     if last is None:
         return None
-    rebuild_intervals(conn, tenant, agent, None, silent=True)
+    rebuild_intervals(conn, tenant, agent, None, silent=True, skipped=skipped)
     open_kinds = conn.execute(
         select(INCIDENTS.c.kind, func.min(INCIDENTS.c.started_at))
         .where(INCIDENTS.c.tenant_id == tenant, INCIDENTS.c.agent_id == agent, INCIDENTS.c.ended_at.is_(None))
@@ -275,6 +367,12 @@ def close_silent(conn: Connection, tenant: str, agent: str, merge_window_s: floa
     ).all()
     if open_kinds:
         rebuild_incidents(
-            conn, tenant, agent, {k: aware(t) for k, t in open_kinds}, merge_window_s, close_at=last
+            conn,
+            tenant,
+            agent,
+            {k: aware(t) for k, t in open_kinds},
+            merge_window_s,
+            close_at=last,
+            skipped=skipped,
         )
     return last

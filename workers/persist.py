@@ -1,15 +1,19 @@
 """The persistence handler: each batch of stream events -> ``event`` rows, in one transaction.
 
 Run by the one stream consumer (:class:`~workers.consumer.StreamConsumer`) in
-group ``persist``; several workers share the group (distinct ``worker_name``).
-The event id is the primary key, so an entry handled twice (claimed after a
-crash) is stored once. The SQL is :mod:`workers.persist_store`.
+group ``persist``; several workers share the group (distinct consumer names).
+(tenant, event id) is the primary key, so an entry handled twice (claimed after a
+crash) is stored once, and tenants never collide on an id. The SQL is :mod:`workers.persist_store`.
 
 * a batch is committed in one transaction (COPY on PostgreSQL, insert-or-ignore
   on SQLite), in a thread;
-* the database unavailable (or any error but a refused value): :class:`RetryLater`;
+* the database unavailable (any error the database reports but a refused value):
+  :class:`RetryLater`;
 * a value the database refuses: the batch is stored row by row and the refused
-  rows are :class:`PoisonEntries` with the database's reason.
+  rows are :class:`PoisonEntries` with the database's reason;
+* a value that cannot even be sent (SQLite: an integer past 64 bits, a date that
+  leaves the calendar in UTC): raised as it is, and the consumer isolates the entry
+  (:mod:`workers.isolation`).
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from core.settings import ServerSettings
 from realtime import keys
 from workers.consumer import StreamConsumer, utcnow
-from workers.handling import Message, PoisonEntries, RetryLater
+from workers.handling import EntryKey, Message, Periodic, PoisonEntries, RetryLater
 from workers.persist_store import copy_batch, persist_batch, to_row
+from workers.trim import TrimPolicy
+from workers.trim_store import StreamTrimmer
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +47,20 @@ class PersistStats:
 
 
 async def commit(write: Callable[[], int]) -> int:
-    """``write`` (one transaction) in a thread; a refused value raises as is, anything else is transient."""
+    """``write`` (one transaction) in a thread; a refused value raises as is, a database failure is transient.
+
+    Errors that do not come from the database (a value the driver cannot send) raise as they are.
+    """
     try:
         return await asyncio.to_thread(write)
     except (DataError, IntegrityError):
         raise
-    except SQLAlchemyError as exc:
+    except (DBAPIError, DisconnectionError, PoolTimeoutError) as exc:
         raise RetryLater(f"database write failed: {exc}") from exc
 
 
 class PersistHandler:
-    """Stores every event of a batch once (insert-or-ignore on the event id)."""
+    """Stores every event of a batch once (insert-or-ignore on (tenant, event id))."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -64,8 +74,8 @@ class PersistHandler:
         if rejected:
             raise PoisonEntries(rejected)
 
-    async def store(self, batch: Sequence[Message]) -> dict[str, str]:
-        """Commit the batch's rows; returns the entries the database refused (entry id -> reason)."""
+    async def store(self, batch: Sequence[Message]) -> dict[EntryKey, str]:
+        """Commit the batch's rows; returns the entries the database refused (entry key -> reason)."""
         if not batch:
             return {}
         now = utcnow()
@@ -86,13 +96,15 @@ class PersistHandler:
         self.stats.duplicates += len(batch) - inserted
         return {}
 
-    async def _store_one_by_one(self, batch: Sequence[Message], rows: list[dict[str, Any]]) -> dict[str, str]:
-        rejected: dict[str, str] = {}
+    async def _store_one_by_one(
+        self, batch: Sequence[Message], rows: list[dict[str, Any]]
+    ) -> dict[EntryKey, str]:
+        rejected: dict[EntryKey, str] = {}
         for message, row in zip(batch, rows, strict=True):
             try:
                 inserted = await commit(partial(persist_batch, self.engine, [row]))
             except (DataError, IntegrityError) as exc:
-                rejected[message.entry.entry_id] = f"database rejected the event: {str(exc.orig).strip()}"
+                rejected[message.entry.key] = f"database rejected the event: {str(exc.orig).strip()}"
                 continue
             self.stats.inserted += inserted
             self.stats.duplicates += 1 - inserted
@@ -100,5 +112,8 @@ class PersistHandler:
 
 
 def persist_consumer(settings: ServerSettings, engine: Engine, redis: Any) -> StreamConsumer[PersistHandler]:
-    """A persistence worker: the stream consumer in group ``persist`` with the persistence handler."""
-    return StreamConsumer(settings, redis, keys.PERSIST_GROUP, PersistHandler(engine))
+    """A persistence worker: the stream consumer in group ``persist`` with the persistence handler,
+    and the trim pass over every tenant's streams as its hook ``trim`` (:mod:`workers.trim`)."""
+    trimmer = StreamTrimmer(TrimPolicy.from_settings(settings), redis)
+    trim = Periodic("trim", settings.trim_interval_s, trimmer.run)
+    return StreamConsumer(settings, redis, keys.PERSIST_GROUP, PersistHandler(engine), hooks=[trim])

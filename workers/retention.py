@@ -1,4 +1,10 @@
-"""Retention rules as values (pure): the cut-offs and what a run removed."""
+"""Retention rules as values (pure): the cut-offs and what a run removed.
+
+The database is cleaned by the retention job (:mod:`workers.retention_store`). What Redis keeps
+is cleaned by the persistence workers' trim pass (:mod:`workers.trim`), which applies
+:func:`dead_letter_cutoff` from here to the dead-letter streams: it holds a Redis connection
+and runs every few seconds, while the retention job runs daily and must work without Redis.
+"""
 
 from __future__ import annotations
 
@@ -18,17 +24,29 @@ class RetentionPolicy:
     retention_days: int = 90
     terminated_erase_days: int = 30
     batch: int = 1000
+    dead_letter_keep_days: int = 30
 
     def __post_init__(self) -> None:
-        if self.retention_days < 1 or self.terminated_erase_days < 0 or self.batch < 1:
+        if (
+            self.retention_days < 1
+            or self.terminated_erase_days < 0
+            or self.batch < 1
+            or self.dead_letter_keep_days < 1
+        ):
             raise ValueError(
                 "retention policy: expected retention_days >= 1, terminated_erase_days >= 0, batch >= 1, "
-                f"got {self.retention_days}, {self.terminated_erase_days}, {self.batch}"
+                f"dead_letter_keep_days >= 1, got {self.retention_days}, {self.terminated_erase_days}, "
+                f"{self.batch}, {self.dead_letter_keep_days}"
             )
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> RetentionPolicy:
-        return cls(settings.retention_days, settings.terminated_erase_days, settings.retention_batch)
+        return cls(
+            settings.retention_days,
+            settings.terminated_erase_days,
+            settings.retention_batch,
+            settings.dead_letter_keep_days,
+        )
 
 
 def utc(moment: datetime) -> datetime:
@@ -40,6 +58,12 @@ def utc(moment: datetime) -> datetime:
 def data_cutoff(now: datetime, policy: RetentionPolicy) -> datetime:
     """Events, intervals, incidents and evidence strictly older than this are due."""
     return utc(now) - timedelta(days=policy.retention_days)
+
+
+def dead_letter_cutoff(now: datetime, policy: RetentionPolicy) -> datetime:
+    """Dead letters (each carries the failed entry's data) written before this are due: kept
+    ``dead_letter_keep_days``, never longer than ``retention_days``."""
+    return utc(now) - timedelta(days=min(policy.dead_letter_keep_days, policy.retention_days))
 
 
 def face_erase_cutoff(now: datetime, policy: RetentionPolicy) -> datetime:

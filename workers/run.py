@@ -8,12 +8,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from sqlalchemy.engine import Engine
 
 from core.process import async_stop_on_signals
 from core.process import redis_url as required_redis_url
 from core.settings import ServerSettings
+from realtime.redis_client import server_redis
 from storage.db import open_database
 from workers.builder import build_consumer
 from workers.consumer import StreamConsumer
@@ -51,7 +51,7 @@ def run_consumer(settings: ServerSettings, make: ConsumerFactory) -> None:
 
 async def _serve(settings: ServerSettings, engine: Engine, redis_url: str, make: ConsumerFactory) -> None:
     # Raw bytes: an entry that is not UTF-8 is dead-lettered instead of failing the whole read.
-    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    client = server_redis(redis_url, decode_responses=False, block_s=settings.worker_block_ms / 1000)
     try:
         with async_stop_on_signals(asyncio.Event()) as stop:
             await make(settings, engine, client).run(stop)

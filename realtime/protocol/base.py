@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 import uuid
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -17,6 +22,7 @@ from core.ids import SLUG_RE
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+MAX_PROTOCOL = 2**31 - 1  # highest protocol version a hello may name
 MAX_FRAME_BYTES = 256 * 1024
 MAX_EVENTS_PER_FRAME = 1000
 MAX_USAGE_MINUTES = 120  # minutes in one usage event
@@ -38,14 +44,86 @@ CLOSE_REPLACED = 4001  # application code: a newer session of the same agent rep
 
 
 class WireModel(BaseModel):
-    """Base of every protocol model: unknown fields rejected, values immutable."""
+    """Base of every protocol model: unknown fields rejected, values immutable, floats finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# ------------------------------------------------------------------ bounds
+# Every value that reaches a database column or a page is bounded here, at the protocol
+# boundary, so nothing downstream (workers, builder, live page) can overflow on it.
+
+# Instants: aware, and within these (UTC) years, so converting one to any time zone never overflows.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9000, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+MAX_TEXT = 200  # characters of a task name (the task column's width)
+MAX_REF = 128  # characters of an evidence reference (a sha256 in practice)
+MAX_TRACE_DEPTH = 16  # nesting levels of a decision trace (the agent's are 4 deep)
+MAX_TRACE_BYTES = 16 * 1024  # encoded size of a decision trace (the agent's are under 2 KiB)
+
+
+def _sane_time(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST_TIME <= utc <= LATEST_TIME:
+        raise ValueError(
+            f"expected a time from {EARLIEST_TIME.year} to {LATEST_TIME.year} (UTC), got {value.isoformat()}"
+        )
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"expected text without NUL characters, got one at position {value.index(chr(0))}")
+    return value
+
+
+def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` if it is plain JSON (finite numbers, signed 64-bit integers, text without NUL)
+    within :data:`MAX_TRACE_DEPTH` levels and :data:`MAX_TRACE_BYTES` bytes; else ValueError."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            if depth > MAX_TRACE_DEPTH:
+                raise ValueError(f"expected at most {MAX_TRACE_DEPTH} levels of nesting, got more")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        raise ValueError(f"expected text keys, got {type(key).__name__}")
+                    _no_nul(key)
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            _no_nul(item)
+        elif isinstance(item, bool) or item is None:
+            pass
+        elif isinstance(item, int):
+            if not -MAX_SEQ - 1 <= item <= MAX_SEQ:
+                raise ValueError(f"expected signed 64-bit integers, got one of {item.bit_length()} bits")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError(f"expected finite numbers, got {item}")
+        else:
+            raise ValueError(f"expected JSON values, got {type(item).__name__}")
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    if size > MAX_TRACE_BYTES:
+        raise ValueError(f"expected at most {MAX_TRACE_BYTES} bytes of JSON, got {size}")
+    return value
 
 
 Slug = Annotated[str, Field(pattern=SLUG_RE.pattern)]
-TaskName = Annotated[str, Field(min_length=1, max_length=200)]
+TaskName = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 MAX_TASKS = 500  # task names in one welcome or tasks frame
+Timestamp = Annotated[AwareDatetime, AfterValidator(_sane_time)]
+Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]  # a sequence number
+Count = Annotated[int, Field(ge=0, le=MAX_SEQ)]  # a count, byte size or offset
+Text = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_no_nul)]
+Ref = Annotated[str, Field(max_length=MAX_REF), AfterValidator(_no_nul)]
+Trace = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
 
 
 def new_event_id(now_ns: int | None = None) -> uuid.UUID:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeGuard
 
 from pydantic import (
     ValidationError,
 )
+from pydantic_core import from_json
 
 from realtime.protocol.base import (
     EVIDENCE_MAGIC,
@@ -49,21 +49,54 @@ def encode(model: WireModel) -> str:
     return model.model_dump_json(exclude_none=False)
 
 
-def _load_json(raw: str | bytes, limit: int) -> dict[str, Any]:
-    size = len(raw.encode() if isinstance(raw, str) else raw)
-    if size > limit:
-        raise ProtocolError("frame_too_large", f"frame is {size} bytes; the limit is {limit} bytes", None)
+MAX_SHOWN = 64  # characters of a peer's value quoted back in an error message
+MAX_FIELD = 200  # characters of a field path in an error
+
+
+def clip(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text`` cut to ``limit`` characters (``...`` marks a cut)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def frame_bytes(raw: str | bytes) -> bytes:
+    """The bytes of a frame as it travelled (a text frame's UTF-8; lone surrogates kept, as invalid UTF-8)."""
+    return raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+
+
+def _too_large(size: int, limit: int) -> ProtocolError | None:
+    if size <= limit:
+        return None
+    return ProtocolError("frame_too_large", f"frame is {size} bytes; the limit is {limit} bytes", None)
+
+
+def too_large(raw: str | bytes, limit: int) -> ProtocolError | None:
+    """The ``frame_too_large`` error for a frame, text or binary, above ``limit`` bytes; else None."""
+    return _too_large(len(frame_bytes(raw)), limit)
+
+
+def load_object(raw: str | bytes, limit: int = MAX_FRAME_BYTES) -> dict[str, Any]:
+    """A frame's JSON object, or ProtocolError: too large, not JSON (also: invalid UTF-8, nested
+    deeper than 200 levels, NaN or Infinity, a lone surrogate), or not an object."""
+    data_bytes = frame_bytes(raw)
+    oversize = _too_large(len(data_bytes), limit)
+    if oversize is not None:
+        raise oversize
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = from_json(data_bytes, allow_inf_nan=False)
+    except ValueError as exc:
         raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ProtocolError("invalid_frame", f"expected a JSON object, got {type(data).__name__}", None)
+        raise ProtocolError("invalid_frame", f"expected a JSON object, got {_json_type(data)}", None)
     return data
 
 
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
 def _loc(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc)
+    return clip(".".join(str(p) for p in loc), MAX_FIELD)
 
 
 def _validation_error(exc: ValidationError, adapter_tags: tuple[str, ...]) -> ProtocolError:
@@ -82,28 +115,35 @@ def _validation_error(exc: ValidationError, adapter_tags: tuple[str, ...]) -> Pr
     return ProtocolError("invalid_field", f"{field}: {err['msg']}", field)
 
 
+def _shown(value: object) -> str:
+    """A peer's value for an error message: its repr, clipped."""
+    return clip(repr(value))
+
+
 def _check_type(data: dict[str, Any], allowed: tuple[str, ...]) -> None:
     kind = data.get("type")
     if kind is None:
         raise ProtocolError("invalid_field", "type: field required", "type")
-    if kind not in allowed:
+    if not isinstance(kind, str) or kind not in allowed:
         raise ProtocolError(
             "unknown_type",
-            f"unknown frame type {kind!r}; expected one of {', '.join(allowed)}",
+            f"unknown frame type {_shown(kind)}; expected one of {', '.join(allowed)}",
             "type",
         )
 
 
 def parse_agent_frame(raw: str | bytes, limit: int = MAX_FRAME_BYTES) -> Hello | Events | Heartbeat:
-    """Decode a frame sent by an agent, or raise :class:`ProtocolError`."""
-    data = _load_json(raw, limit)
+    """Decode a frame sent by an agent, or raise :class:`ProtocolError` (and nothing else)."""
+    data = load_object(raw, limit)
     _check_type(data, AGENT_FRAME_TYPES)
-    if data["type"] == "events":
-        for i, item in enumerate(data.get("events") or []):
-            if isinstance(item, dict) and item.get("type") not in EVENT_TYPES:
+    events = data.get("events")
+    if data["type"] == "events" and isinstance(events, list):
+        for i, item in enumerate(events):
+            kind = item.get("type") if isinstance(item, dict) else None
+            if isinstance(item, dict) and (not isinstance(kind, str) or kind not in EVENT_TYPES):
                 raise ProtocolError(
                     "unknown_type",
-                    f"unknown event type {item.get('type')!r}; expected one of {', '.join(EVENT_TYPES)}",
+                    f"unknown event type {_shown(kind)}; expected one of {', '.join(EVENT_TYPES)}",
                     f"events.{i}.type",
                 )
     try:
@@ -114,7 +154,7 @@ def parse_agent_frame(raw: str | bytes, limit: int = MAX_FRAME_BYTES) -> Hello |
 
 def parse_server_frame(raw: str | bytes, limit: int = MAX_FRAME_BYTES) -> ServerFrameModel:
     """Decode a frame sent by the gateway, or raise :class:`ProtocolError`."""
-    data = _load_json(raw, limit)
+    data = load_object(raw, limit)
     _check_type(data, SERVER_FRAME_TYPES)
     try:
         return _SERVER_FRAME.validate_python(data)

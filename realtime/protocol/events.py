@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
-    AwareDatetime,
     ConfigDict,
     Field,
     field_validator,
@@ -14,6 +13,12 @@ from pydantic import (
 
 from realtime.protocol.base import (
     MAX_USAGE_MINUTES,
+    Count,
+    Ref,
+    Seq,
+    Text,
+    Timestamp,
+    Trace,
     WireModel,
     _require_v7,
 )
@@ -72,9 +77,9 @@ class AgentSettings(WireModel):
 
 class StatePayload(WireModel):
     state: PresenceState
-    trace: dict[str, Any] | None = None
+    trace: Trace | None = None
     # sha256 of periodic evidence images (webcam still, screenshot) taken in this state
-    evidence: list[str] = Field(default_factory=list, max_length=16)
+    evidence: list[Ref] = Field(default_factory=list, max_length=16)
 
 
 class DutyPayload(WireModel):
@@ -83,24 +88,24 @@ class DutyPayload(WireModel):
 
 
 class TaskPayload(WireModel):
-    task: str | None = Field(default=None, max_length=200)
+    task: Text | None = None
 
 
 class IncidentPayload(WireModel):
     kind: IncidentKind
     phase: IncidentPhase
-    evidence: list[str] = Field(default_factory=list, max_length=16)
-    trace: dict[str, Any] | None = None
+    evidence: list[Ref] = Field(default_factory=list, max_length=16)
+    trace: Trace | None = None
 
 
 class GapPayload(WireModel):
-    images_overwritten: int = Field(ge=0)
+    images_overwritten: Count
 
 
 class _EventBase(WireModel):
     id: uuid.UUID
-    seq: int = Field(ge=1)
-    ts: AwareDatetime
+    seq: Seq
+    ts: Timestamp
 
     _v7 = field_validator("id")(_require_v7)
 
@@ -133,9 +138,9 @@ class GapEvent(_EventBase):
 class UsageMinute(WireModel):
     """One minute of an agent's traffic on its session (WebSocket messages incl. framing)."""
 
-    start: AwareDatetime  # the minute's first second (UTC)
-    sent: int = Field(ge=0)  # bytes agent -> gateway
-    received: int = Field(ge=0)  # bytes gateway -> agent
+    start: Timestamp  # the minute's first second (UTC)
+    sent: Count  # bytes agent -> gateway
+    received: Count  # bytes gateway -> agent
     peak_sent_kbps: float = Field(ge=0)  # highest 1 s window of the minute, kilobits per second
     peak_received_kbps: float = Field(ge=0)
 

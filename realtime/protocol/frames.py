@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
-    AwareDatetime,
     Field,
     TypeAdapter,
 )
 
 from realtime.protocol.base import (
     MAX_EVENTS_PER_FRAME,
+    MAX_PROTOCOL,
     MAX_SEQ,
     MAX_TASKS,
     PROTOCOL_VERSION,
     SHA256_PATTERN,
     TaskName,
+    Timestamp,
     WireModel,
 )
 from realtime.protocol.events import (
@@ -29,7 +30,7 @@ class Hello(WireModel):
     type: Literal["hello"] = "hello"
     token: str = Field(min_length=1, max_length=512)
     agent_version: str = Field(min_length=1, max_length=64)
-    protocol: int
+    protocol: int = Field(ge=0, le=MAX_PROTOCOL)
 
 
 class Welcome(WireModel):
@@ -38,14 +39,20 @@ class Welcome(WireModel):
     session_id: str
     tenant: str
     agent_id: str
-    server_time: AwareDatetime
+    server_time: Timestamp
     settings: AgentSettings
     # The highest sequence number the server has received from this agent; an agent
     # without a persistent spool continues its numbering after it.
-    last_seq: int = Field(default=0, ge=0)
+    last_seq: int = Field(default=0, ge=0, le=MAX_SEQ)
     # The tasks the server offers this user (its tenant's active tasks); None = the server
     # does not say (the agent falls back to its local list).
     tasks: list[TaskName] | None = Field(default=None, max_length=MAX_TASKS)
+    # True: this gateway sends ``stored`` frames, and the agent keeps each event until one covers
+    # it. False (an older gateway): an ``ack`` is the last word and frees the event.
+    stored_watermark: bool = False
+    # The largest frame this gateway takes (bytes; above it the session is closed with 1009);
+    # None (an older gateway): the protocol's MAX_FRAME_BYTES.
+    max_frame_bytes: int | None = Field(default=None, ge=1024, le=MAX_SEQ)
 
 
 class Events(WireModel):
@@ -70,7 +77,7 @@ class EventsStored(WireModel):
 
 class Heartbeat(WireModel):
     type: Literal["heartbeat"] = "heartbeat"
-    ts: AwareDatetime
+    ts: Timestamp
 
 
 class SettingsPush(WireModel):
@@ -104,9 +111,9 @@ class EvidenceChunk(WireModel):
     sha256: str = Field(pattern=SHA256_PATTERN)  # of the whole image
     kind: Literal["camera", "screen"]
     purpose: Literal["periodic", "incident"]
-    taken_at: AwareDatetime
-    size: int = Field(ge=1)  # bytes of the whole image
-    offset: int = Field(ge=0)
+    taken_at: Timestamp
+    size: int = Field(ge=1, le=MAX_SEQ)  # bytes of the whole image
+    offset: int = Field(ge=0, le=MAX_SEQ)
 
 
 class EvidenceStored(WireModel):
@@ -121,7 +128,7 @@ class EvidenceRejected(WireModel):
 
     type: Literal["evidence_rejected"] = "evidence_rejected"
     sha256: str
-    code: str  # invalid_chunk | too_large | out_of_order | sha256_mismatch | store_unavailable
+    code: str  # invalid_chunk | too_large | out_of_order | sha256_mismatch | store_unavailable | busy
     message: str
     retry: bool = False
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from pydantic import (
-    AwareDatetime,
-)
+from pydantic import Field
 
 from realtime.protocol.base import (
+    MAX_SEQ,
+    MAX_TEXT,
     Slug,
+    Timestamp,
     WireModel,
 )
 from realtime.protocol.events import (
@@ -27,7 +28,7 @@ class StreamEvent(WireModel):
     tenant: Slug
     agent_id: Slug
     session_id: str
-    received_at: AwareDatetime
+    received_at: Timestamp
     event: Event
 
 
@@ -42,11 +43,11 @@ class LiveState(WireModel):
     online: bool
     state: PresenceState | None = None
     on_duty: bool = False
-    task: str | None = None
-    since: AwareDatetime | None = None
-    last_seen: AwareDatetime
+    task: str | None = Field(default=None, max_length=MAX_TEXT)
+    since: Timestamp | None = None
+    last_seen: Timestamp
     last_event_id: uuid.UUID | None = None
-    last_seq: int = 0
+    last_seq: int = Field(default=0, ge=0, le=MAX_SEQ)
     # the session that owns this state (the newest one); only it may mark the agent offline
     session_id: str | None = None
 
@@ -61,4 +62,4 @@ class DeadLetter(WireModel):
     reason: str
     deliveries: int
     fields: dict[str, str]
-    failed_at: AwareDatetime
+    failed_at: Timestamp

@@ -3,5 +3,6 @@
 - 0001 the schema of the first release (create_all era): tenants, users, agent devices, events;
 - 0002 the full data model: groups, intervals, incidents, evidence, plans, rollups, audit log;
 - 0003 dirty markers from the builder to the rollup worker (``rollup_dirty``);
-- 0004 agent settings in the database: tenant, group and user overrides and their history.
+- 0004 agent settings in the database: tenant, group and user overrides and their history;
+- 0005 event identity per tenant: the ``event`` primary key (tenant_id, id), ``seq`` 64-bit.
 """
