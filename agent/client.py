@@ -35,10 +35,8 @@ import logging
 import random
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -48,19 +46,24 @@ from agent.bandwidth import BandwidthMeter, Pacer
 from agent.config import AGENT_VERSION
 from agent.outbox import Outbox, events_frame
 from agent.ports import Payload
+from agent.session_parts import (
+    AnyEvent,
+    SessionOptions,
+    frame_limit,
+    is_fatal_close,
+    produced,
+    stamped,
+    usage_payloads,
+)
 from agent.spool import ImageAdded, Kind, Purpose, Spool
 from agent.uploader import Uploader
 from realtime.protocol import (
-    CLOSE_POLICY_VIOLATION,
-    CLOSE_PROTOCOL_ERROR,
     CLOSE_REPLACED,
     MAX_FRAME_BYTES,
-    MAX_USAGE_MINUTES,
     PROTOCOL_VERSION,
     Ack,
     AgentSettings,
     DutyEvent,
-    DutyPayload,
     Error,
     EventsStored,
     EvidenceRejected,
@@ -70,53 +73,18 @@ from realtime.protocol import (
     Heartbeat,
     Hello,
     IncidentEvent,
-    IncidentPayload,
     ProtocolError,
     SettingsPush,
     StateEvent,
-    StatePayload,
     TaskEvent,
-    TaskPayload,
     TasksPush,
     UsageEvent,
-    UsagePayload,
     Welcome,
     encode,
-    new_event_id,
     parse_server_frame,
 )
 
 log = logging.getLogger(__name__)
-
-FRAME_HEADROOM = 1024  # bytes kept below the gateway's frame limit
-FATAL_CLOSE_CODES = frozenset({CLOSE_POLICY_VIOLATION, CLOSE_PROTOCOL_ERROR})
-_EVENT_OF: dict[type, type[StateEvent | DutyEvent | TaskEvent | IncidentEvent]] = {
-    StatePayload: StateEvent,
-    DutyPayload: DutyEvent,
-    TaskPayload: TaskEvent,
-    IncidentPayload: IncidentEvent,
-}
-AnyEvent = StateEvent | DutyEvent | TaskEvent | IncidentEvent | GapEvent | UsageEvent
-E = TypeVar("E", GapEvent, UsageEvent)
-
-
-@dataclass(frozen=True)
-class SessionOptions:
-    batch_max: int = 200
-    max_frame_bytes: int = MAX_FRAME_BYTES - FRAME_HEADROOM
-    window: int = 2000  # unacked events in flight at most
-    backoff_base_s: float = 0.5
-    backoff_cap_s: float = 30.0
-    open_timeout_s: float = 10.0
-    upload_kbps: float = 160.0  # pace of image uploads (events draw on the same budget)
-    upload_chunk_bytes: int = 8192  # image bytes per binary frame (also the pacer's burst)
-    upload_timeout_s: float = 60.0  # no reply to an uploaded image this long: reconnect
-    usage_report_s: float = 600.0  # a usage event this often (0: never)
-
-
-def is_fatal_close(code: int | None) -> bool:
-    """Close codes after which reconnecting cannot help."""
-    return code in FATAL_CLOSE_CODES
 
 
 class AgentSession:
@@ -173,9 +141,7 @@ class AgentSession:
 
         With a spool the event is on disk (fsynced) when this returns.
         """
-        event = _EVENT_OF[type(payload)](
-            id=new_event_id(), seq=self.outbox.next_seq, ts=ts or datetime.now(UTC), payload=payload
-        )
+        event = produced(payload, self.outbox.next_seq, ts)
         self._queue(event)
         return event
 
@@ -382,7 +348,9 @@ class AgentSession:
             self.outbox.reserve(welcome.last_seq + 1)
         count = spool.overwritten
         if count > 0 and spool.gap_in_flight is None:
-            self._queue(self._next(GapEvent, GapPayload(images_overwritten=count)), gap_count=count)
+            self._queue(
+                stamped(GapEvent, GapPayload(images_overwritten=count), self.outbox.next_seq), gap_count=count
+            )
             log.warning("overwritten images reported", extra={"agent": self.name, "images": count})
 
     async def _send(self, ws: ClientConnection, data: str) -> None:
@@ -459,9 +427,7 @@ class AgentSession:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            limit = opts.max_frame_bytes
-            if self.welcome is not None and self.welcome.max_frame_bytes is not None:
-                limit = min(limit, self.welcome.max_frame_bytes - FRAME_HEADROOM)  # what this gateway takes
+            limit = frame_limit(opts, None if self.welcome is None else self.welcome.max_frame_bytes)
             while batch := self.outbox.next_batch(opts.batch_max, limit, opts.window):
                 await self._send(ws, events_frame(batch))
             if self.outbox.unsent == 0:
@@ -489,16 +455,9 @@ class AgentSession:
 
     def report_usage(self) -> list[UsageEvent]:
         """Emit the completed minutes of traffic as usage events (none when there was no traffic)."""
-        minutes = self.meter.drain()
         events = []
-        for start in range(0, len(minutes), MAX_USAGE_MINUTES):
-            event = self._next(UsageEvent, UsagePayload(minutes=minutes[start : start + MAX_USAGE_MINUTES]))
+        for payload in usage_payloads(self.meter.drain()):
+            event = stamped(UsageEvent, payload, self.outbox.next_seq)
             self._queue(event)
             events.append(event)
         return events
-
-    def _next(self, kind: type[E], payload: object) -> E:
-        """A new event of ``kind`` with the next seq, now."""
-        return kind.model_validate(
-            {"id": new_event_id(), "seq": self.outbox.next_seq, "ts": datetime.now(UTC), "payload": payload}
-        )

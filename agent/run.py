@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.client import AgentSession, SessionOptions
+from agent.client import AgentSession
 from agent.config import AgentConfig, MonitorConfig, load_agent_config, load_monitor_config
+from agent.session_parts import SessionOptions
 from core.config import ConfigError
 from core.process import async_stop_on_signals
 

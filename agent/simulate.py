@@ -16,8 +16,9 @@ import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from agent.client import AgentSession, SessionOptions
+from agent.client import AgentSession
 from agent.ports import Payload
+from agent.session_parts import SessionOptions
 from core.errors import OperatorError
 from realtime.protocol import DutyPayload, IncidentPayload, StatePayload, TaskPayload
 

@@ -36,7 +36,8 @@ from bench_common import print_result, start_telework, stop_processes, wait_read
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from agent.client import AgentSession, SessionOptions
+from agent.client import AgentSession
+from agent.session_parts import SessionOptions
 from agent.spool import Spool
 from core.settings import sqlite_url
 from realtime import keys

@@ -31,7 +31,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from agent.client import AgentSession, SessionOptions
+from agent.client import AgentSession
+from agent.session_parts import SessionOptions
 from agent.spool import Spool
 from core.logs import setup_logging
 from realtime.protocol import (

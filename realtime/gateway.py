@@ -126,7 +126,9 @@ class Gateway:
         self.sessions: dict[str, set[Connection]] = self.registry.by_tenant  # tenant -> its sessions
         # tenant agent settings: Redis cache, the database on a miss (None: defaults on a miss)
         self.agent_settings = SettingsCache(redis, settings_lookup)
-        self.settings_listener = SettingsListener(redis, self.push_layers, self.push_tasks)
+        self.settings_listener = SettingsListener(
+            redis, self.push_layers, self.push_tasks, on_resubscribed=self.push_current_settings
+        )
         self.subscribed = self.settings_listener.subscribed  # set while the subscription is live
         self.writer = WriteBatcher(redis)
         # `stored` watermarks and the streams' capacity (realtime/watermarks.py)
@@ -407,6 +409,12 @@ class Gateway:
         conns = list(self.sessions.get(tenant, ()))
         pushes = [(c, SettingsPush(settings=resolve(layers, c.identity.user_id).settings)) for c in conns]
         return await _push(tenant, "settings", pushes)
+
+    async def push_current_settings(self) -> None:
+        """After the settings subscription came back: every open tenant's settings, pushed again
+        (a change announced while it was down would otherwise wait for the next reconnect)."""
+        for tenant in list(self.sessions):
+            await self.push_layers(tenant, None)
 
     async def push_tasks(self, tenant: str, frame: TasksPush) -> int:
         """A tenant's task list changed: remember it for new welcomes and push it to open sessions."""

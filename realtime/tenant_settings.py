@@ -123,15 +123,22 @@ class SettingsCache:
 class SettingsListener:
     """Pattern-subscribes to every tenant's settings channel and hands each change to ``push``
     (None: the announcement was unreadable, the gateway reads the cache or database instead);
-    given ``push_tasks``, every tenant's tasks channel too, each change to ``push_tasks``."""
+    given ``push_tasks``, every tenant's tasks channel too, each change to ``push_tasks``.
+
+    Changes announced while the subscription was down are not replayed by Redis; when it is back
+    after a failure, ``on_resubscribed`` runs (the gateway pushes its open tenants' current
+    settings again, read through the cache), so a change made during a Redis restart still
+    reaches the sessions."""
 
     def __init__(
         self,
         redis: aioredis.Redis,
         push: Callable[[str, SettingsLayers | None], Awaitable[int]],
         push_tasks: Callable[[str, TasksPush], Awaitable[int]] | None = None,
+        on_resubscribed: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.redis = redis
+        self.on_resubscribed = on_resubscribed
         self.push = push
         self.push_tasks = push_tasks
         self.patterns = [keys.SETTINGS_CHANNEL_PATTERN]
@@ -157,6 +164,7 @@ class SettingsListener:
         with backoff (:func:`resubscribe_delay`) when Redis goes away or restarts."""
         self._task = asyncio.current_task()
         failures = 0
+        been_subscribed = False
         while not self._stopping.is_set():
             pubsub = self.redis.pubsub()
             try:
@@ -168,10 +176,14 @@ class SettingsListener:
                     if message is None:
                         continue
                     if message["type"] == "psubscribe" and int(message["data"]) >= len(self.patterns):
+                        self.subscribed.set()
                         if failures:
                             log.info("settings subscription back", extra={"after_failures": failures})
-                        self.subscribed.set()
-                        failures = 0
+                            failures = 0
+                        if been_subscribed and self.on_resubscribed is not None:
+                            # back after a loss (here, or redis-py reconnecting and subscribing again)
+                            await self.on_resubscribed()
+                        been_subscribed = True
                     elif message["type"] == "pmessage":
                         await self._on_message(str(message["channel"]), message["data"])
             except (RedisError, OSError) as exc:

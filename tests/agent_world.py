@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from agent.client import AgentSession, SessionOptions
+from agent.client import AgentSession
+from agent.session_parts import SessionOptions
 from agent.spool import Spool
 from core.settings import ServerSettings
 from storage.accounts import create_agent, create_tenant, create_user

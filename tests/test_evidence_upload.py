@@ -279,7 +279,8 @@ async def test_uploads_stay_under_256_kbps_and_usage_is_reported(
         session.stop()
         await runner
         usage = [e for e in w.events() if e.type == "usage"]
-        assert usage[0].payload["minutes"][0]["sent"] > 48_000
+        # the upload may straddle a minute boundary: the minutes together carry both images
+        assert sum(m["sent"] for m in usage[0].payload["minutes"]) > 48_000
     spool.close()
 
 

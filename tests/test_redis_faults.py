@@ -123,19 +123,25 @@ async def test_pooled_connections_survive_a_redis_restart(tmp_path: Path) -> Non
 
 
 async def test_settings_listener_subscribes_again_after_a_restart(tmp_path: Path) -> None:
-    """A Redis restart under a subscribed listener: it subscribes again and the next change arrives."""
+    """A Redis restart under a subscribed listener: it subscribes again, says so once (for the
+    gateway to push what it may have missed), and the next change arrives."""
     pushed: list[str] = []
+    caught_up: list[bool] = []
 
     async def push(tenant: str, _layers: SettingsLayers | None) -> int:
         pushed.append(tenant)
         return 1
 
+    async def catch_up() -> None:
+        caught_up.append(True)
+
     with killable_redis(tmp_path / "redis") as redis:
         client = server_redis(redis.url)
-        listener = SettingsListener(client, push)
+        listener = SettingsListener(client, push, on_resubscribed=catch_up)
         task = asyncio.create_task(listener.run())
         try:
             await asyncio.wait_for(listener.subscribed.wait(), 5)
+            assert caught_up == []  # the first subscription is no catching up
             redis.kill()
             redis.start()
 
@@ -145,6 +151,7 @@ async def test_settings_listener_subscribes_again_after_a_restart(tmp_path: Path
 
             await wait_until(delivered, 10, interval=0.2, what="a change delivered after the restart")
             assert listener.subscribed.is_set()
+            assert caught_up == [True]
         finally:
             listener.stop()
             await asyncio.wait([task], timeout=5)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from agent.client import AgentSession, SessionOptions
+from agent.client import AgentSession
+from agent.session_parts import SessionOptions
 from realtime.protocol import Heartbeat, encode
 from realtime.revocation import RevocationCheck
 from storage.accounts import (

@@ -39,7 +39,7 @@ async def test_pushed_analysis_fps_applies_to_the_frame_being_awaited(
     redis_url: str, aredis: aioredis.Redis, tmp_path: Path
 ) -> None:
     """At 0.2 frames/s the monitor waits 5 s between frames; a push of 5 frames/s makes it analyse the next
-    frame within a second of the publish (not when the old 5 s wait ends), and keep that pace."""
+    frames within 2.5 s of the publish (not when the old 5 s wait ends), and keep that pace."""
     async with world(redis_url, tmp_path) as w:
         await publish_settings(aredis, w.tenant, AgentSettings(analysis_fps=0.2))
         session = AgentSession(w.gateway.url, w.token, FAST)
@@ -52,9 +52,9 @@ async def test_pushed_analysis_fps_applies_to_the_frame_being_awaited(
                 until = frames(pipeline) + 3
                 start = time.monotonic()
                 await publish_settings(aredis, w.tenant, AgentSettings(analysis_fps=5.0))
-                await wait_until(lambda: frames(pipeline) >= until, 1.0, what="3 frames at 5 fps")
+                await wait_until(lambda: frames(pipeline) >= until, 2.5, what="3 frames at 5 fps")
                 elapsed = time.monotonic() - start
-        assert elapsed < 1.0
+        assert elapsed < 2.5  # 0.6 s at 5 fps plus the push and the analysis; the old wait was 5 s
         assert session.connects == 1  # applied live: no reconnect
 
 

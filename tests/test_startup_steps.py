@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.client import AgentSession, SessionOptions
+from agent.client import AgentSession
 from agent.run import outcome, refused, running, source_ended, task_names, wait_at_most, wait_first
+from agent.session_parts import SessionOptions
 from core.config import ConfigError
 from realtime.app import background
 from realtime.serving import STARTUP_STOP_S, STOPPED_DURING_STARTUP, ListenFailed, listen_socket

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from agent.client import AgentSession, SessionOptions
+from agent.client import AgentSession
 from agent.desk import Desk, save_duty
 from agent.punch import DutyState, PunchRequest
+from agent.session_parts import SessionOptions
 from realtime.protocol import AgentSettings, TaskPayload, TasksPush
 from realtime.tenant_settings import publish_settings
 from realtime.tenant_tasks import TaskOffers, decode_tasks, publish_tasks

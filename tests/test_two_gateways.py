@@ -21,7 +21,8 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
-from agent.client import AgentSession, SessionOptions
+from agent.client import AgentSession
+from agent.session_parts import SessionOptions
 from core.settings import ServerSettings
 from realtime import keys
 from realtime.gateway import Gateway

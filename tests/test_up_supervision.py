@@ -150,7 +150,9 @@ async def persisted_all(redis: aioredis.Redis, tenant: str) -> bool:
     assert newest, f"expected entries in {stream}"
     last_id = newest[0][0]
     groups = {g["name"]: g for g in await redis.xinfo_groups(stream)}
-    persist = groups[keys.PERSIST_GROUP]
+    persist = groups.get(keys.PERSIST_GROUP)
+    if persist is None:
+        return False  # the new worker has not created its group yet
     return bool(persist["last-delivered-id"] == last_id and persist["pending"] == 0)
 
 
