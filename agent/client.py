@@ -60,6 +60,7 @@ from agent.uploader import Uploader
 from realtime.protocol import (
     CLOSE_REPLACED,
     MAX_FRAME_BYTES,
+    MAX_SEQ,
     PROTOCOL_VERSION,
     Ack,
     AgentSettings,
@@ -344,8 +345,14 @@ class AgentSession:
         if spool is None:
             return
         if len(self.outbox) == 0 and welcome.last_seq >= self.outbox.next_seq:
-            spool.reserve(welcome.last_seq + 1)
-            self.outbox.reserve(welcome.last_seq + 1)
+            if welcome.last_seq >= MAX_SEQ:  # only a forged event can get there: numbering cannot go on
+                log.error(
+                    "the server's last seq of this agent is at the limit; numbering continues from the spool",
+                    extra={"agent": self.name, "last_seq": welcome.last_seq},
+                )
+            else:
+                spool.reserve(welcome.last_seq + 1)
+                self.outbox.reserve(welcome.last_seq + 1)
         count = spool.overwritten
         if count > 0 and spool.gap_in_flight is None:
             self._queue(

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +40,8 @@ from core.config import ConfigError
 from core.settings import ServerSettings
 from realtime.protocol import (
     EVIDENCE_CHUNK_MAX,
+    EVIDENCE_MAGIC,
+    SHA256_PATTERN,
     Error,
     EvidenceChunk,
     EvidenceRejected,
@@ -174,6 +178,21 @@ def default_sink(settings: ServerSettings, engine: Engine) -> EvidenceSink:
     return EncryptedSink(settings, engine)  # FolderSink(settings.data_dir / "uploads") without encryption
 
 
+def readable_sha256(raw: bytes) -> str | None:
+    """The ``sha256`` an evidence frame's header names, when that much of it can be read (even if
+    the rest of the header is invalid); None otherwise. Pure."""
+    start = len(EVIDENCE_MAGIC) + 4
+    if len(raw) < start or raw[: len(EVIDENCE_MAGIC)] != EVIDENCE_MAGIC:
+        return None
+    length = int.from_bytes(raw[len(EVIDENCE_MAGIC) : start], "big")
+    try:
+        head = json.loads(raw[start : start + length])
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    sha = head.get("sha256") if isinstance(head, dict) else None
+    return sha if isinstance(sha, str) and re.fullmatch(SHA256_PATTERN, sha) else None
+
+
 # ------------------------------------------------------------------- receiver
 
 
@@ -233,8 +252,15 @@ class EvidenceUploads:
         try:
             header, data = parse_evidence_chunk(raw)
         except ProtocolError as exc:
+            sha = readable_sha256(raw)
+            answered = sha is not None and self._rejected.get(session_id) == sha
             self.forget(session_id)
-            return exc.to_frame()
+            if sha is None:
+                return exc.to_frame()
+            # the image is named: answer for it (once), so the agent does not wait for a reply
+            self._rejected[session_id] = sha
+            message = f"evidence {sha}: {exc.message}"
+            return None if answered else EvidenceRejected(sha256=sha, code="invalid_chunk", message=message)
         if header.offset > 0 and self._rejected.get(session_id) == header.sha256:
             return None  # the rest of an image already answered with evidence_rejected
         if header.offset == 0 and (why := out_of_window(header.taken_at, datetime.now(UTC), *self.window)):

@@ -13,9 +13,10 @@ compare-and-set write) join the next group-committed pipeline
 (:mod:`realtime.batcher`), and the frame is acked with its highest ``seq`` only
 after that pipeline returned; ``stored`` follows once the database holds it
 (:mod:`realtime.watermarks`; a full stream ends the session with 1013). ``heartbeat`` is answered
-with a heartbeat. Bad frames get an ``error`` frame and the session stays up; events with a
-client timestamp outside the clock window are refused before anything is stored
-(:func:`realtime.session.check_event_times`); a frame above the size limit, text or binary,
+with a heartbeat. Bad frames get an ``error`` frame and the session stays up; an event with a
+client timestamp outside the clock window goes to the tenant's dead-letter stream with the
+reason, not its event stream, and the frame's other events are stored
+(:func:`realtime.session.refused_times`); a frame above the size limit, text or binary,
 closes the session with 1009; an unexpected error while handling one frame is one log line
 and closes only that session, with 1011. Refusals before authentication are logged at most
 once per reason every 10 s (:class:`core.logs.LogThrottle`).
@@ -85,12 +86,13 @@ from realtime.protocol.agent_settings import SettingsLayers, resolve
 from realtime.registry import REPLACED_REASON, SessionRegistry
 from realtime.session import (
     Rejection,
-    check_event_times,
     close_reason,
     handle_frame,
     handle_hello,
     highest_seq,
     oversize,
+    refused_letter,
+    refused_times,
 )
 from realtime.tenant_settings import Lookup, SettingsCache, SettingsListener, SettingsUnavailable
 from realtime.tenant_tasks import TaskOffers
@@ -347,11 +349,7 @@ class Gateway:
         """XADD every event and update the live state in the next shared pipeline; then ack."""
         now = utcnow()
         window = self.settings.max_event_age_s, self.settings.max_clock_skew_s
-        outside = check_event_times(frame.events, now, *window)  # realtime/session.py: not stored
-        if outside is not None:
-            log.info("bad frame", extra={**conn.log_extra, "code": outside.code, "field": outside.field})
-            await conn.send(outside)
-            return
+        refused = refused_times(frame.events, now, *window)  # realtime/session.py
         tenant, agent_id = conn.identity.tenant, conn.identity.agent_id
         if self.watermarks.is_full(tenant):
             length, capacity = self.watermarks.lengths.get(tenant, 0), self.settings.stream_maxlen
@@ -362,17 +360,20 @@ class Gateway:
             await conn.send(Error(code="store_full", message=message))
             raise StoreFull("event store full; retry later")
         stream = keys.events_stream(tenant)
-        new_live = live.fold(conn.live, frame.events, now)
+        kept = [e for i, e in enumerate(frame.events) if i not in refused]
+        new_live = live.fold(conn.live, kept, now)
         commands: list[Command] = []
-        for event in frame.events:
-            entry = StreamEvent.model_construct(
-                tenant=tenant,
-                agent_id=agent_id,
-                session_id=conn.session_id,
-                received_at=now,
-                event=event,
+        for index, event in enumerate(frame.events):
+            entry = encode(
+                StreamEvent.model_construct(
+                    tenant=tenant, agent_id=agent_id, session_id=conn.session_id, received_at=now, event=event
+                )
             )
-            commands.append(("XADD", stream, "*", keys.ENTRY_FIELD, encode(entry)))
+            if index in refused:  # kept with its reason, never silently dropped (the agent frees it)
+                letter = refused_letter(stream, entry, refused[index].message, now)
+                commands.append(("XADD", keys.dead_letter_stream(tenant), "*", keys.ENTRY_FIELD, letter))
+            else:
+                commands.append(("XADD", stream, "*", keys.ENTRY_FIELD, entry))
         writes_live = new_live is not conn.live
         if writes_live:
             commands.append(live.write(new_live))  # last: its reply says whether this session owns it
@@ -383,7 +384,13 @@ class Gateway:
             raise StoreUnavailable(close_reason(f"event store unavailable: {exc}")) from exc
         conn.live = new_live
         seq = highest_seq(frame.events)
-        conn.stored.added(str(replies[len(frame.events) - 1]), seq)
+        stored_ids = [r for i, r in enumerate(replies[: len(frame.events)]) if i not in refused]
+        # a frame refused whole is done at once (in order: after the frames before it)
+        conn.stored.added(str(stored_ids[-1]) if stored_ids else "0-0", seq)
+        for error in refused.values():
+            log.info("event refused", extra={**conn.log_extra, "code": error.code, "field": error.field})
+        if refused:
+            await conn.send(next(iter(refused.values())))
         await conn.send(Ack(seq=seq))
         if writes_live and replies[-1] == NOT_OWNER:
             raise SessionReplaced(REPLACED_REASON)  # the events are stored and acked; the state is not ours

@@ -11,8 +11,9 @@ The gateway's WebSocket loop is a thin shell around these functions:
   :class:`~realtime.protocol.Heartbeat` to answer, an
   :class:`~realtime.protocol.Error` frame to send back (a bad frame does not end the
   session), or a :class:`Rejection` for a frame above the size limit.
-* :func:`check_event_times` decides whether a batch's client timestamps are within the
-  window of the server's clock (:func:`out_of_window`), before anything is stored.
+* :func:`refused_times` decides which events of a batch have a client timestamp outside the
+  window of the server's clock (:func:`out_of_window`); those go to the tenant's dead-letter
+  stream as :func:`refused_letter` records instead of its event stream, the rest is stored.
 
 Close codes: 1002 for a connection that does not start with a supported hello,
 1008 for a bad or revoked token (decided in :mod:`realtime.auth`), 1009 for a frame,
@@ -26,12 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from realtime import keys
 from realtime.protocol import (
     AGENT_FRAME_TYPES,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_PROTOCOL_ERROR,
     EVIDENCE_MAGIC,
     SUPPORTED_VERSIONS,
+    DeadLetter,
     Error,
     Event,
     Events,
@@ -39,6 +42,7 @@ from realtime.protocol import (
     Hello,
     ProtocolError,
     UsageEvent,
+    encode,
     is_evidence_frame,
     load_object,
     parse_agent_frame,
@@ -190,6 +194,16 @@ def check_event_times(
 ) -> Error | None:
     """The ``invalid_field`` error naming the first client timestamp of a batch (an event's
     ``ts``, a usage minute's ``start``) outside the window of the server's clock; else None."""
+    refused = refused_times(events, now, max_age_s, max_skew_s)
+    return next(iter(refused.values()), None)
+
+
+def refused_times(
+    events: Sequence[Event], now: datetime, max_age_s: float, max_skew_s: float
+) -> dict[int, Error]:
+    """The events of a batch with a client timestamp outside the window, by index, each with
+    the ``invalid_field`` error naming its first such timestamp; the others may be stored."""
+    refused: dict[int, Error] = {}
     for i, event in enumerate(events):
         stamps = [(f"events.{i}.ts", event.ts)]
         if isinstance(event, UsageEvent):
@@ -200,5 +214,24 @@ def check_event_times(
         for name, ts in stamps:
             why = out_of_window(ts, now, max_age_s, max_skew_s)
             if why is not None:
-                return Error(code="invalid_field", message=f"{name}: {why}", field=name)
-    return None
+                refused[i] = Error(code="invalid_field", message=f"{name}: {why}", field=name)
+                break
+    return refused
+
+
+REFUSED_ENTRY_ID = "refused"  # the entry_id of a dead letter written by the gateway itself
+
+
+def refused_letter(stream: str, entry: str, reason: str, now: datetime) -> str:
+    """The dead-letter record (JSON) of an event the gateway refused to put on ``stream``: the
+    stream entry it would have been (``entry``, StreamEvent JSON), and why."""
+    return encode(
+        DeadLetter(
+            stream=stream,
+            entry_id=REFUSED_ENTRY_ID,
+            reason=f"refused by the gateway: {reason}",
+            deliveries=0,
+            fields={keys.ENTRY_FIELD: entry},
+            failed_at=now,
+        )
+    )

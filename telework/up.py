@@ -393,7 +393,7 @@ def demo_punch_in(folder: Path, stop: threading.Event, timeout_s: float = 120.0)
         except ControlError:
             status, reply = 0, {"message": "agent not running yet"}
         if status == 200 or reply.get("reason") == "already_on_duty":
-            log.info("demo camera agent on duty", extra={"message": reply.get("message")})
+            log.info("demo camera agent on duty", extra={"reply": reply.get("message")})
             return True
         stop.wait(2.0)
     log.warning("demo camera agent could not punch in", extra={"last": reply.get("message")})

@@ -33,7 +33,9 @@ from core.settings import ServerSettings, sqlite_url
 from realtime import keys
 from realtime.evidence_upload import EvidenceUploads, FolderSink
 from realtime.protocol import (
+    EVIDENCE_MAGIC,
     Ack,
+    DeadLetter,
     Error,
     Events,
     EventsStored,
@@ -44,6 +46,7 @@ from realtime.protocol import (
     Hello,
     StateEvent,
     StatePayload,
+    StreamEvent,
     UsageEvent,
     UsageMinute,
     UsagePayload,
@@ -51,6 +54,7 @@ from realtime.protocol import (
     encode,
     encode_evidence_chunk,
     new_event_id,
+    parse_record,
     parse_server_frame,
 )
 from storage.db import make_engine, upgrade
@@ -70,9 +74,9 @@ def state_event(seq: int = 1, ts: datetime | None = None) -> StateEvent:
     return StateEvent(id=new_event_id(), seq=seq, ts=ts or now(), payload=StatePayload(state="away"))
 
 
-def usage_event(start: datetime) -> UsageEvent:
+def usage_event(start: datetime, seq: int = 1) -> UsageEvent:
     minute = UsageMinute(start=start, sent=1, received=1, peak_sent_kbps=0.1, peak_received_kbps=0.1)
-    return UsageEvent(id=new_event_id(), seq=1, ts=now(), payload=UsagePayload(minutes=[minute]))
+    return UsageEvent(id=new_event_id(), seq=seq, ts=now(), payload=UsagePayload(minutes=[minute]))
 
 
 class Collected(logging.Handler):
@@ -396,29 +400,43 @@ async def test_oversize_frames_close_1009_before_and_after_hello(
             assert await closed_with(ws) == (1009, "frame is 2049 bytes; the limit is 2048 bytes")
 
 
-async def test_events_outside_the_clock_window_are_refused_and_not_stored(
+async def test_events_outside_the_clock_window_go_to_the_dead_letters_and_the_rest_is_stored(
     sqlite_db: str, redis_url: str, tmp_path: Path
 ) -> None:
     """An event older than max_event_age_s, one ahead by more than max_clock_skew_s, a usage minute
-    ahead: an invalid_field error naming it, nothing stored; one inside the window is acked."""
+    ahead: an invalid_field error naming each, each kept in the dead-letter stream with its reason
+    (not the event stream), the valid event beside one stored; every frame acked, nothing dropped."""
     async with (
         gateway_on(sqlite_db, redis_url, tmp_path, max_event_age_s=3600, max_clock_skew_s=60) as running,
         session(running) as (ws, _welcome),
     ):
-        old = state_event(1, now() - timedelta(hours=2))
-        ahead = state_event(2, now() + timedelta(minutes=5))
-        for frame, field in [
-            (Events(events=[state_event(3), old]), "events.1.ts"),
-            (Events(events=[ahead]), "events.0.ts"),
-            (Events(events=[usage_event(now() + timedelta(hours=1))]), "events.0.payload.minutes.0.start"),
+        old = state_event(2, now() - timedelta(hours=2))
+        ahead = state_event(3, now() + timedelta(minutes=5))
+        for frame, field, seq in [
+            (Events(events=[state_event(1), old]), "events.1.ts", 2),
+            (Events(events=[ahead]), "events.0.ts", 3),
+            (
+                Events(events=[usage_event(now() + timedelta(hours=1), 4)]),
+                "events.0.payload.minutes.0.start",
+                4,
+            ),
         ]:
             await ws.send(encode(frame))
             error = await recv(ws)
             assert (error.code, error.field) == ("invalid_field", field)
-        stream = keys.events_stream(running.tenant)
-        assert await running.gateway.redis.xlen(stream) == 0
-        await ws.send(encode(Events(events=[state_event(4, now() - timedelta(minutes=50))])))
-        assert await recv(ws) == Ack(seq=4)
+            assert await recv(ws) == Ack(seq=seq)
+        redis = running.gateway.redis
+        entries: list[tuple[str, dict[str, str]]] = await redis.xrange(keys.events_stream(running.tenant))  # type: ignore[assignment]
+        assert [parse_record(f[keys.ENTRY_FIELD], StreamEvent).event.seq for _, f in entries] == [1]
+        dead: list[tuple[str, dict[str, str]]] = await redis.xrange(keys.dead_letter_stream(running.tenant))  # type: ignore[assignment]
+        letters = [parse_record(f[keys.ENTRY_FIELD], DeadLetter) for _, f in dead]
+        kept = [parse_record(letter.fields[keys.ENTRY_FIELD], StreamEvent).event.seq for letter in letters]
+        assert kept == [2, 3, 4]
+        assert letters[0].reason.startswith(
+            "refused by the gateway: events.1.ts: expected a time at most 3600 s before the server's clock"
+        )
+        await ws.send(encode(Events(events=[state_event(5, now() - timedelta(minutes=50))])))
+        assert await recv(ws) == Ack(seq=5)
 
 
 async def test_a_fault_while_handling_a_frame_closes_that_session_1011_in_one_log_line(
@@ -534,3 +552,28 @@ async def test_evidence_taken_outside_the_clock_window_is_rejected(tmp_path: Pat
     assert await uploads.receive(
         "s1", "acme", "pc-1", encode_evidence_chunk(header, image)
     ) == EvidenceStored(sha256=sha)
+
+
+async def test_an_image_with_an_invalid_header_is_answered_by_name_once(tmp_path: Path) -> None:
+    """A header that names its sha256 but fails validation (taken in 1970): evidence_rejected for that
+    image, once (its later chunks unanswered), never a nameless error the agent would wait on."""
+    uploads = EvidenceUploads(ServerSettings(data_dir=tmp_path), lambda: FolderSink(tmp_path / "up"))
+    image = b"jpeg" * 10
+    sha = hashlib.sha256(image).hexdigest()
+    head = {
+        "type": "evidence_chunk",
+        "sha256": sha,
+        "kind": "camera",
+        "purpose": "periodic",
+        "taken_at": "1970-01-01T00:00:00Z",
+        "size": len(image),
+        "offset": 0,
+    }
+    text = json.dumps(head).encode()
+    frame = EVIDENCE_MAGIC + len(text).to_bytes(4, "big") + text + image
+    reply = await uploads.receive("s1", "acme", "pc-1", frame)
+    assert isinstance(reply, EvidenceRejected)
+    assert (reply.sha256, reply.code, reply.retry) == (sha, "invalid_chunk", False)
+    assert reply.message.startswith(f"evidence {sha}: taken_at: ")
+    assert await uploads.receive("s1", "acme", "pc-1", frame) is None
+    assert isinstance(await uploads.receive("s1", "acme", "pc-1", b"TWE1\x00\x00\x00\x05{bad}"), Error)

@@ -477,7 +477,7 @@ BOUNDS = [
         "ts as a huge number",
         event_dict(ts=10**18),
         "events.0.ts",
-        "Input should be a valid datetime, dates after 9999 are not supported as unix timestamps",
+        "Value error, expected an ISO 8601 time with its zone, got the number 1000000000000000000",
     ),
     (
         "task name over 200",
@@ -889,3 +889,35 @@ def test_encode_evidence_chunk_round_trip_at_the_bounds() -> None:
         sha256="ab" * 32, kind="screen", purpose="incident", taken_at=TS, size=MAX_SEQ, offset=MAX_SEQ - 1
     )
     assert parse_evidence_chunk(encode_evidence_chunk(header, b"jpeg")) == (header, b"jpeg")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "where", "message"),
+    [
+        ("seq", "3", "events.0.seq", "Input should be a valid integer"),
+        ("seq", True, "events.0.seq", "Input should be a valid integer"),
+        ("seq", 2.0, "events.0.seq", "Input should be a valid integer"),
+        (
+            "ts",
+            1796120754,
+            "events.0.ts",
+            "Value error, expected an ISO 8601 time with its zone, got the number",
+        ),
+        ("on_duty", "yes", "events.0.payload.on_duty", "Input should be a valid boolean"),
+        ("on_duty", 1, "events.0.payload.on_duty", "Input should be a valid boolean"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_not_coerced(
+    field: str, value: object, where: str, message: str
+) -> None:
+    """A number as text, a bool as a number, a number as a time: invalid_field, never stored as something."""
+    event = {"id": str(new_event_id()), "seq": 1, "ts": "2026-12-01T10:00:00Z", "type": "duty"}
+    event["payload"] = {"on_duty": True}
+    if field == "on_duty":
+        event["payload"] = {"on_duty": value}
+    else:
+        event[field] = value
+    with pytest.raises(ProtocolError) as caught:
+        parse_agent_frame(json.dumps({"type": "events", "events": [event]}))
+    assert (caught.value.code, caught.value.field) == ("invalid_field", where)
+    assert caught.value.message.startswith(f"{where}: {message}")

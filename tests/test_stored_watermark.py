@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.spool import Spool
+from core.settings import sqlite_url
 from realtime import keys
-from realtime.protocol import CLOSE_TRY_AGAIN_LATER, StatePayload
+from realtime.protocol import CLOSE_TRY_AGAIN_LATER, MAX_SEQ, LiveState, StatePayload, encode
 from realtime.stream_positions import (
     GroupPosition,
     done_below,
@@ -24,6 +26,7 @@ from realtime.stream_positions import (
     trim_point,
 )
 from realtime.watermarks import StoredTracker
+from storage.db import make_engine
 from tests.agent_world import FAST, building, persisting, world
 from tests.waiting import wait_until
 
@@ -178,4 +181,40 @@ async def test_a_full_stream_pushes_agents_back_and_trims_nothing_unread(
         # the agent resent everything from its spool: each event stored once, none lost
         assert [(r.id, r.seq) for r in w.events()] == [(str(e.id), e.seq) for e in emitted]
         assert spool.pending_count() == 0
+        spool.close()
+
+
+def test_server_sqlite_commits_reach_the_disk_before_they_return(tmp_path: Path) -> None:
+    """Server SQLite runs synchronous=FULL (2): a commit `stored` reports survives a power cut."""
+    engine = make_engine(sqlite_url(tmp_path))
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 2
+    finally:
+        engine.dispose()
+
+
+async def test_an_agent_whose_server_seq_is_at_the_limit_keeps_running(
+    redis_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """A forged event left the agent's last seq at 2**63-1: a fresh agent is welcomed with it,
+    does not crash, and its events are still acked."""
+    async with world(redis_url, database_url, tmp_path) as w:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        state = LiveState(
+            tenant=w.tenant, agent_id=w.agent_id, online=False, last_seen=datetime.now(UTC), last_seq=MAX_SEQ
+        )
+        await client.hset(keys.live_hash(w.tenant), w.agent_id, encode(state))
+        await client.aclose()
+        spool = Spool.in_dir(tmp_path / "agent")
+        session = w.session(spool)
+        runner = asyncio.create_task(session.run())
+        try:
+            session.emit(StatePayload(state="present"))
+            await asyncio.wait_for(session.wait_acked(), 20)
+            assert session.welcome is not None and session.welcome.last_seq == MAX_SEQ
+            assert (session.acked_seq, session.connects, session.fatal) == (1, 1, None)
+        finally:
+            session.stop()
+            await runner
         spool.close()

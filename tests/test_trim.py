@@ -84,6 +84,15 @@ def test_minid_is_the_lower_of_the_trim_point_and_the_age_cutoff() -> None:
     assert decide(done, NOW, POLICY) == TrimDecision(format_id((HOUR_AGO, 0)), approximate=True)
 
 
+def test_the_keep_window_yields_above_half_the_capacity() -> None:
+    """5,001 of 10,000 entries, all consumed: trimmed to the trim point at once, not kept an hour,
+    so kept entries never push agents back; 5,000: kept for the window."""
+    now_id = format_id((NOW_MS, 0))
+    done = (group("persist", now_id), group("build", now_id))
+    assert decide(reading(*done, length=5_001), NOW, POLICY).minid == format_id((NOW_MS, 1))
+    assert decide(reading(*done, length=5_000), NOW, POLICY).minid == format_id((HOUR_AGO, 0))
+
+
 def test_no_minid_when_it_drops_nothing_and_exact_past_retention() -> None:
     """Oldest entry newer than the MINID: nothing to do; oldest older than retention_days: exact trim."""
     fresh = format_id((NOW_MS - 10, 0))

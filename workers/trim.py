@@ -46,6 +46,9 @@ WARN_EVERY_S = 60.0  # a stream's high-water warning at most this often (per wor
 DEAD_LETTER_WARN_EVERY_S = 3600.0  # a dead-letter stream's size warning at most this often
 
 
+KEEP_YIELDS_AT = 0.5  # share of the capacity above which consumed entries are not kept
+
+
 @dataclass(frozen=True)
 class TrimPolicy:
     """The trim pass's settings as values."""
@@ -209,12 +212,20 @@ def high_water(reading: StreamReading, now: datetime, policy: TrimPolicy) -> Hig
 
 
 def decide(reading: StreamReading, now: datetime, policy: TrimPolicy) -> TrimDecision:
-    """``MINID`` = the lower of the trim point and ``now - keep_s``; None when that drops nothing."""
+    """``MINID`` = the lower of the trim point and ``now - keep_s``; None when that drops nothing.
+
+    The keep window yields to the capacity: a stream holding more than ``KEEP_YIELDS_AT`` of it is
+    trimmed to the trim point at once, so entries kept only for inspection never make the gateway
+    refuse events (it pushes back when the stream reaches its capacity).
+    """
     warning = high_water(reading, now, policy)
     point = trim_point(reading.positions, policy.required)
     if point is None or reading.first_id is None:
         return TrimDecision(None, high_water=warning)
-    minid = lower(point, id_at(now - timedelta(seconds=policy.keep_s)))
+    if reading.length > KEEP_YIELDS_AT * policy.capacity:
+        minid = point
+    else:
+        minid = lower(point, id_at(now - timedelta(seconds=policy.keep_s)))
     if parse_id(minid) <= parse_id(reading.first_id):
         return TrimDecision(None, high_water=warning)
     too_old = parse_id(reading.first_id) < parse_id(id_at(data_cutoff(now, policy.retention)))

@@ -14,8 +14,10 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
 )
 
 from core.ids import SLUG_RE
@@ -74,6 +76,12 @@ def _sane_time(value: datetime) -> datetime:
     return value
 
 
+def _not_a_number(value: object) -> object:
+    if isinstance(value, int | float):  # bool is an int too
+        raise ValueError(f"expected an ISO 8601 time with its zone, got the number {value!r}")
+    return value
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError(f"expected text without NUL characters, got one at position {value.index(chr(0))}")
@@ -118,9 +126,11 @@ def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
 Slug = Annotated[str, Field(pattern=SLUG_RE.pattern)]
 TaskName = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 MAX_TASKS = 500  # task names in one welcome or tasks frame
-Timestamp = Annotated[AwareDatetime, AfterValidator(_sane_time)]
-Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]  # a sequence number
-Count = Annotated[int, Field(ge=0, le=MAX_SEQ)]  # a count, byte size or offset
+# Strict: "3", true or 2.0 is not a number of events; a bare number is not a time.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_sane_time)]
+Seq = Annotated[int, Strict(), Field(ge=1, le=MAX_SEQ)]  # a sequence number
+Count = Annotated[int, Strict(), Field(ge=0, le=MAX_SEQ)]  # a count, byte size or offset
+Flag = Annotated[bool, Strict()]  # true or false, never "yes" or 1
 Text = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_no_nul)]
 Ref = Annotated[str, Field(max_length=MAX_REF), AfterValidator(_no_nul)]
 Trace = Annotated[dict[str, Any], AfterValidator(_bounded_json)]

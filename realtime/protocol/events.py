@@ -14,6 +14,7 @@ from pydantic import (
 from realtime.protocol.base import (
     MAX_USAGE_MINUTES,
     Count,
+    Flag,
     Ref,
     Seq,
     Text,
@@ -83,8 +84,8 @@ class StatePayload(WireModel):
 
 
 class DutyPayload(WireModel):
-    on_duty: bool
-    verified: bool = False
+    on_duty: Flag
+    verified: Flag = False
 
 
 class TaskPayload(WireModel):

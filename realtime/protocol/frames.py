@@ -30,7 +30,7 @@ class Hello(WireModel):
     type: Literal["hello"] = "hello"
     token: str = Field(min_length=1, max_length=512)
     agent_version: str = Field(min_length=1, max_length=64)
-    protocol: int = Field(ge=0, le=MAX_PROTOCOL)
+    protocol: int = Field(ge=0, le=MAX_PROTOCOL, strict=True)
 
 
 class Welcome(WireModel):
