@@ -19,7 +19,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
@@ -166,6 +166,24 @@ class EmbeddedRedis:
             time.sleep(0.02)
         self.stop()
         raise EmbeddedRedisError(f"redis-server did not answer on port {self.port} in {timeout_s}s")
+
+    def revive(self, say: Callable[[str], None]) -> None:
+        """Start the server again on its port and AOF if it died (`up` calls this as it watches its
+        children); says so. A failed start is said and tried again at the next call."""
+        proc = self.process
+        if proc is None or proc.poll() is None:
+            return
+        how = (
+            f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+        )
+        self._forget_pid(proc.pid)
+        say(f"embedded redis died ({how}); restarting it on port {self.port}")
+        log.error("embedded redis died; restarting", extra={"port": self.port, "how": how})
+        try:
+            self.start()
+        except EmbeddedRedisError as exc:
+            self.process = proc  # still dead: the next call tries again
+            say(f"embedded redis did not start again: {exc}")
 
     def _write_pid(self, pid: int) -> None:
         """The pid file, 0600, replaced in one step (a reader sees the old pid or the new one)."""

@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -237,7 +237,8 @@ def _run_up(
     """The steps of `up`, in order; a step that starts something puts its undoing on ``undo``."""
     data_dir = prepare_data_folder(settings.data_dir)
     lock_data_folder(data_dir, undo)
-    redis_url = start_or_use_redis(settings, data_dir, undo)
+    watch: list[Callable[[], None]] = []  # checked as the children are (the embedded Redis)
+    redis_url = start_or_use_redis(settings, data_dir, undo, watch)
     database_url = prepare_database(settings, data_dir)
     demo = set_up_demo(database_url, data_dir, plan.agents) if plan.demo else DemoAgents()
     resolved = resolve(settings, data_dir, redis_url, database_url)
@@ -257,10 +258,15 @@ def _run_up(
     if demo.camera_token is not None:
         start_demo_punch(resolved.data_dir / "camera-agent", stop)
     on_ready(resolved)
-    return supervise(supervisor, stop)
+    return supervise(supervisor, stop, checks=watch)
 
 
-def start_or_use_redis(settings: ServerSettings, data_dir: Path, undo: contextlib.ExitStack) -> str:
+def start_or_use_redis(
+    settings: ServerSettings,
+    data_dir: Path,
+    undo: contextlib.ExitStack,
+    watch: list[Callable[[], None]] | None = None,
+) -> str:
     """TELEWORK_REDIS_URL, else an embedded redis-server in the data folder, its URL published in
     the data folder for the other commands; ``undo`` withdraws the URL, then stops the server."""
     if settings.redis_url:
@@ -270,6 +276,8 @@ def start_or_use_redis(settings: ServerSettings, data_dir: Path, undo: contextli
     redis = EmbeddedRedis(data_dir / "redis")
     url = redis.start()
     undo.callback(redis.stop)
+    if watch is not None:
+        watch.append(lambda: redis.revive(say))  # restarted on its port and AOF if it dies
     url_file = redis_url_file(data_dir)
     url_file.write_text(url + "\n")
     undo.callback(url_file.unlink, missing_ok=True)
@@ -359,10 +367,15 @@ def wait_ready(supervisor: Polled, resolved: Resolved, stop: threading.Event, ti
     return 0
 
 
-def supervise(supervisor: Polled, stop: threading.Event, every_s: float = 0.2) -> int:
-    """Watch the children (the supervisor restarts those that die) until a stop is asked (0) or an
-    exit brings `up` down (its exit code: a configuration error)."""
+def supervise(
+    supervisor: Polled, stop: threading.Event, every_s: float = 0.2, checks: Sequence[Callable[[], None]] = ()
+) -> int:
+    """Watch the children (the supervisor restarts those that die; each of ``checks`` looks after
+    something else, e.g. the embedded Redis) until a stop is asked (0) or an exit brings `up`
+    down (its exit code: a configuration error)."""
     while True:
+        for check in checks:
+            check()
         decision = supervisor.poll()
         if decision is not None:
             return decision.exit_code or 1
