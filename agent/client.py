@@ -59,6 +59,7 @@ from agent.spool import ImageAdded, Kind, Purpose, Spool
 from agent.uploader import Uploader
 from realtime.protocol import (
     CLOSE_REPLACED,
+    CLOSE_TRY_AGAIN_LATER,
     MAX_FRAME_BYTES,
     MAX_SEQ,
     PROTOCOL_VERSION,
@@ -86,6 +87,10 @@ from realtime.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+
+# closes after which the backoff goes on growing even though the connection was welcomed
+KEEP_BACKING_OFF = frozenset({CLOSE_REPLACED, CLOSE_TRY_AGAIN_LATER})
 
 
 class AgentSession:
@@ -263,9 +268,9 @@ class AgentSession:
                 return
             finally:
                 self.connected.clear()
-            if self.connects > welcomed and closed_with != CLOSE_REPLACED:
-                # the last connection worked: start the backoff afresh (not after being replaced:
-                # two agents sharing a token would otherwise take turns as fast as they can)
+            if self.connects > welcomed and closed_with not in KEEP_BACKING_OFF:
+                # the last connection worked: start the backoff afresh (not when it was closed to
+                # push back or replaced: agents would otherwise reconnect as fast as they can)
                 attempt = 0
             opts = self.options
             delay = next_delay(attempt, opts.backoff_base_s, opts.backoff_cap_s, random.random())
@@ -340,9 +345,12 @@ class AgentSession:
                 raise exc
 
     def _after_welcome(self, welcome: Welcome) -> None:
-        """A fresh spool continues after the server's last seq; overwritten images become a gap event."""
+        """A fresh spool (or an agent without one, nothing queued yet) continues after the server's
+        last seq; overwritten images become a gap event."""
         spool = self.spool
         if spool is None:
+            if len(self.outbox) == 0 and self.outbox.next_seq <= welcome.last_seq < MAX_SEQ:
+                self.outbox.reserve(welcome.last_seq + 1)
             return
         if len(self.outbox) == 0 and welcome.last_seq >= self.outbox.next_seq:
             if welcome.last_seq >= MAX_SEQ:  # only a forged event can get there: numbering cannot go on

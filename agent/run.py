@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,9 +352,15 @@ def evidence_store(folder: Path, session: AgentSession) -> RecordingEvidenceStor
 
     def upload(record: EvidenceRecord) -> None:
         for image in record.images:
-            session.add_evidence(
-                image.path.read_bytes(), image.kind, purpose_of(record.reason), record.taken_at
-            )
+            try:
+                session.add_evidence(
+                    image.path.read_bytes(), image.kind, purpose_of(record.reason), record.taken_at
+                )
+            except (sqlite3.Error, OSError) as exc:  # disk full, file gone: the agent goes on
+                log.error(
+                    "evidence image not kept for upload",
+                    extra={"path": str(image.path), "error": f"{type(exc).__name__}: {exc}"},
+                )
 
     evidence.forward = upload
     return evidence

@@ -189,6 +189,9 @@ class Gateway:
         if admitted is None:
             return
         hello, identity = admitted
+        if self.watermarks.is_full(identity.tenant):  # pushed back before any work: no welcome
+            await close_websocket(websocket, CLOSE_TRY_AGAIN_LATER, "event store full; retry later")
+            return
         # The agent's openings take turns from taking over its live state to registering, so the
         # session that owns the state last is registered last (realtime/registry.py).
         async with self.registry.opening(identity.tenant, identity.agent_id):

@@ -110,7 +110,9 @@ class StoredReporter:
     async def poll(self) -> None:
         """One look at every open tenant's stream; ``stored`` frames to the sessions it releases."""
         by_tenant = {tenant: list(conns) for tenant, conns in self.sessions().items()}
-        tenants = sorted(t for t, conns in by_tenant.items() if conns)
+        # and the tenants marked full: their agents are refused before a session opens, so only
+        # this look can see the stream fall below its capacity again
+        tenants = sorted({t for t, conns in by_tenant.items() if conns} | self._full)
         if not tenants:
             return
         streams = [keys.events_stream(tenant) for tenant in tenants]
@@ -127,7 +129,7 @@ class StoredReporter:
             self._set_length(tenant, 0 if isinstance(length, BaseException) else int(length))
             persist = find(positions[stream], keys.PERSIST_GROUP)
             bound = None if persist is None else done_below(persist)
-            for conn in by_tenant[tenant]:
+            for conn in by_tenant.get(tenant, ()):
                 seq = conn.stored.release(bound)
                 if seq is not None:
                     sends.append(asyncio.wait_for(conn.send(EventsStored(seq=seq)), SEND_TIMEOUT_S))

@@ -245,6 +245,27 @@ async def test_frames_fit_the_limit_the_gateway_announces(
         assert await stream_seqs(aredis, w.tenant, w.agent_id) == list(range(1, 301))
 
 
+async def test_an_agent_without_a_spool_continues_the_numbering_after_a_restart(
+    redis_url: str, aredis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """A spool-less agent restarted (a new process, nothing queued) continues after the server's last
+    seq from its welcome, so its new events are never taken for repeats of old ones."""
+    async with world(redis_url, tmp_path) as w:
+        first = AgentSession(w.gateway.url, w.token, FAST)
+        async with running(first):
+            for _ in range(3):
+                first.emit(StatePayload(state="present"))
+            async with asyncio.timeout(15):
+                await first.wait_acked()
+        again = AgentSession(w.gateway.url, w.token, FAST)
+        async with running(again):
+            await wait_until(again.connected.is_set, 15, what="welcomed")
+            assert again.emit(StatePayload(state="away")).seq == 4
+            async with asyncio.timeout(15):
+                await again.wait_acked()
+        assert await stream_seqs(aredis, w.tenant, w.agent_id) == [1, 2, 3, 4]
+
+
 async def test_session_reconnects_after_gateway_restart_and_resends(
     redis_url: str, aredis: aioredis.Redis, tmp_path: Path
 ) -> None:
