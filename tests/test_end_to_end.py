@@ -57,6 +57,9 @@ async def run_agent(url: str, token: str) -> int:
             ]
             await ws.send(encode(Events(events=events)))
             reply = json.loads(await ws.recv())
+            while reply["type"] == "stored":  # the database watermark of earlier frames, in between
+                assert reply["seq"] <= acked
+                reply = json.loads(await ws.recv())
             assert reply == {"type": "ack", "seq": start + FRAME - 1}
             acked = reply["seq"]
         return acked
