@@ -6,7 +6,8 @@
 A session: the first frame must be a supported ``hello`` (else close 1002); its
 token is checked (bad or revoked: close 1008); the agent is marked online in the
 live state and gets a ``welcome`` with its user's effective agent settings
-(:mod:`realtime.tenant_settings`: Redis cache, database on a miss; changes are pushed) and offered tasks
+(:mod:`realtime.tenant_settings`: Redis cache, database on a miss; changes are pushed by
+:mod:`realtime.pushes`) and offered tasks
 (:mod:`realtime.tenant_tasks`; changes are pushed as ``tasks`` frames). Each ``events``
 frame's commands (an XADD per event, never trimmed at XADD, plus the live-state
 compare-and-set write) join the next group-committed pipeline
@@ -39,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
@@ -53,7 +53,6 @@ from realtime import keys, live
 from realtime.auth import Authenticator
 from realtime.batcher import BatcherStopped, Command, WriteBatcher
 from realtime.connection import (
-    SEND_TIMEOUT_S,
     Connection,
     SessionReplaced,
     StoreFull,
@@ -73,16 +72,13 @@ from realtime.protocol import (
     Events,
     Heartbeat,
     Hello,
-    SettingsPush,
     StreamEvent,
-    TasksPush,
     Welcome,
-    WireModel,
     encode,
     is_evidence_frame,
     new_event_id,
 )
-from realtime.protocol.agent_settings import SettingsLayers, resolve
+from realtime.pushes import Pusher
 from realtime.registry import REPLACED_REASON, SessionRegistry
 from realtime.session import (
     Rejection,
@@ -128,8 +124,12 @@ class Gateway:
         self.sessions: dict[str, set[Connection]] = self.registry.by_tenant  # tenant -> its sessions
         # tenant agent settings: Redis cache, the database on a miss (None: defaults on a miss)
         self.agent_settings = SettingsCache(redis, settings_lookup)
+        self.pusher = Pusher(lambda: self.sessions, self.agent_settings, offers)  # realtime/pushes.py
         self.settings_listener = SettingsListener(
-            redis, self.push_layers, self.push_tasks, on_resubscribed=self.push_current_settings
+            redis,
+            self.pusher.push_layers,
+            self.pusher.push_tasks,
+            on_resubscribed=self.pusher.push_current_settings,
         )
         self.subscribed = self.settings_listener.subscribed  # set while the subscription is live
         self.writer = WriteBatcher(redis)
@@ -397,48 +397,3 @@ class Gateway:
         await conn.send(Ack(seq=seq))
         if writes_live and replies[-1] == NOT_OWNER:
             raise SessionReplaced(REPLACED_REASON)  # the events are stored and acked; the state is not ours
-
-    # ------------------------------------------------------------ settings
-
-    async def push_settings(self, tenant: str, frame: SettingsPush | TasksPush) -> int:
-        """Send ``frame`` to every open session of ``tenant``; returns how many got it."""
-        conns = list(self.sessions.get(tenant, ()))
-        return await _push(tenant, frame.type, [(c, frame) for c in conns])
-
-    async def push_layers(self, tenant: str, layers: SettingsLayers | None) -> int:
-        """A tenant's settings changed: send each open session its user's effective settings.
-
-        ``layers`` None (an unreadable announcement): read them through the cache (database on a miss).
-        """
-        if layers is None:
-            try:
-                layers = await self.agent_settings.layers(tenant)
-            except (RedisError, OSError, SettingsUnavailable) as exc:
-                log.error("settings change not pushed", extra={"tenant": tenant, "error": str(exc)})
-                return 0
-        conns = list(self.sessions.get(tenant, ()))
-        pushes = [(c, SettingsPush(settings=resolve(layers, c.identity.user_id).settings)) for c in conns]
-        return await _push(tenant, "settings", pushes)
-
-    async def push_current_settings(self) -> None:
-        """After the settings subscription came back: every open tenant's settings, pushed again
-        (a change announced while it was down would otherwise wait for the next reconnect)."""
-        for tenant in list(self.sessions):
-            await self.push_layers(tenant, None)
-
-    async def push_tasks(self, tenant: str, frame: TasksPush) -> int:
-        """A tenant's task list changed: remember it for new welcomes and push it to open sessions."""
-        if self.offers is not None:
-            self.offers.announced(tenant, frame.tasks)
-        return await self.push_settings(tenant, frame)
-
-
-async def _push(tenant: str, kind: str, pushes: Sequence[tuple[Connection, WireModel]]) -> int:
-    """Send each frame to its session at once (each gives up after SEND_TIMEOUT_S); how many got it."""
-    results = await asyncio.gather(
-        *(asyncio.wait_for(c.send(f), SEND_TIMEOUT_S) for c, f in pushes), return_exceptions=True
-    )
-    failed_count = sum(1 for r in results if isinstance(r, BaseException))
-    extra = {"tenant": tenant, "frame": kind, "sessions": len(pushes), "failed": failed_count}
-    log.info("frame pushed to sessions", extra=extra)
-    return len(pushes) - failed_count

@@ -6,20 +6,25 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
 from websockets.asyncio.client import ClientConnection
 
 from core.settings import sqlite_url
+from realtime import keys
 from realtime.embedded_redis import EmbeddedRedis, free_port
 from realtime.protocol import (
     PROTOCOL_VERSION,
@@ -33,6 +38,7 @@ from realtime.protocol import (
 )
 from storage.accounts import create_agent, create_tenant, create_user
 from storage.db import make_engine, upgrade
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -238,3 +244,70 @@ def state_events(first_seq: int, count: int) -> Events:
             for seq in range(first_seq, first_seq + count)
         ]
     )
+
+
+class DatabaseLock:
+    """Blocks every writer of the event table until released (PostgreSQL table lock, SQLite write lock)."""
+
+    def __init__(self, database_url: str, engine: Engine) -> None:
+        self.sqlite: sqlite3.Connection | None = None
+        self.released = False
+        if engine.dialect.name == "sqlite":
+            path = make_url(database_url).database
+            self.sqlite = sqlite3.connect(str(path), isolation_level=None)
+            self.sqlite.execute("BEGIN IMMEDIATE")
+        else:
+            self.conn = engine.connect()
+            self.trans = self.conn.begin()
+            self.conn.execute(text("LOCK TABLE event IN EXCLUSIVE MODE"))
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        if self.sqlite is not None:
+            self.sqlite.execute("ROLLBACK")
+            self.sqlite.close()
+        else:
+            self.trans.rollback()
+            self.conn.close()
+
+
+@asynccontextmanager
+async def worker_killed_mid_batch(
+    client: aioredis.Redis,
+    stream: str,
+    consumer: str,
+    entries: int,
+    env: dict[str, str],
+    log_path: Path,
+    lock: DatabaseLock,
+) -> AsyncIterator[None]:
+    """A real ``python -m workers`` process that reads ``entries`` entries of ``stream`` as
+    ``consumer`` while ``lock`` keeps it from committing, SIGKILLed holding them all; the block runs
+    after the kill with the lock released. The process is killed and the lock released on any exit."""
+    with log_path.open("wb") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "workers", cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+
+        async def holds_all() -> bool:
+            if proc.returncode is not None:
+                raise AssertionError(f"worker exited {proc.returncode}: {log_path.read_text()}")  # noqa: ASYNC240 (failing)
+            try:
+                info = await client.xpending(stream, keys.PERSIST_GROUP)
+            except ResponseError:  # NOGROUP: the worker has not created the group yet
+                return False
+            return any(c["name"] == consumer and int(c["pending"]) == entries for c in info["consumers"])
+
+        await wait_until(holds_all, timeout=30, what=f"{entries} entries pending for {consumer}")
+        proc.send_signal(signal.SIGKILL)
+        assert await asyncio.wait_for(proc.wait(), timeout=10) == -signal.SIGKILL
+        lock.release()
+        yield
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        lock.release()

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import socket
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,14 +12,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 from sqlalchemy.engine import Engine
 
 from core.settings import ServerSettings, load_server_settings, sqlite_url
 from realtime import keys
-from tests.conftest import ROOT
+from tests.fault_kit import DatabaseLock, worker_killed_mid_batch
 from tests.test_worker import (
-    DatabaseLock,
     count_rows,
     events,
     new_tenant,
@@ -219,7 +213,6 @@ async def test_sigkilled_unnamed_worker_is_the_same_consumer_again_and_finishes_
     stream = keys.events_stream(tenant)
     await produce(aredis, tenant, events(tenant, n))
     name = f"{HOST}-{keys.PERSIST_GROUP}-1"
-    lock = DatabaseLock(database_url, engine)
     env = {
         **{k: v for k, v in os.environ.items() if k != "TELEWORK_WORKER_NAME"},
         "TELEWORK_REDIS_URL": redis_url,
@@ -227,40 +220,14 @@ async def test_sigkilled_unnamed_worker_is_the_same_consumer_again_and_finishes_
         "TELEWORK_DATA_DIR": str(tmp_path),
         "TELEWORK_TENANT_REFRESH_S": "0.05",
     }
-    log_path = tmp_path / "killed.log"
-    with log_path.open("wb") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers", cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    released = False
-    try:
-
-        async def holds_all() -> bool:
-            if proc.returncode is not None:
-                raise AssertionError(f"worker exited {proc.returncode}: {log_path.read_text()}")
-            try:
-                info = await aredis.xpending(stream, keys.PERSIST_GROUP)
-            except ResponseError:  # NOGROUP: not created yet
-                return False
-            return any(c["name"] == name and int(c["pending"]) == n for c in info["consumers"])
-
-        await wait_until(holds_all, timeout=30, what=f"{n} entries pending for {name}")
-        proc.send_signal(signal.SIGKILL)
-        assert await asyncio.wait_for(proc.wait(), timeout=10) == -signal.SIGKILL
-        lock.release()
-        released = True
+    lock = DatabaseLock(database_url, engine)
+    async with worker_killed_mid_batch(aredis, stream, name, n, env, tmp_path / "killed.log", lock):
         settings = settings_for(redis_url, database_url, tmp_path, worker_name=None, claim_idle_ms=600_000)
         worker = persist_consumer(settings, engine, aredis)
         started = time.monotonic()
         async with running(worker):
             await wait_until(settled(aredis, engine, tenant, n), timeout=30, what=f"{n} rows, 0 pending")
             took = time.monotonic() - started
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        if not released:
-            lock.release()
     assert worker.name == name
     assert await count_rows(engine, tenant) == n
     assert (worker.stats.claimed, worker.handler.stats.inserted, worker.stats.dead_lettered) == (0, n, 0)

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -18,14 +17,14 @@ from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 from sqlalchemy import text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from core.settings import ServerSettings
 from realtime import keys
 from realtime.protocol import DeadLetter, StateEvent, StatePayload, StreamEvent, encode, new_event_id
 from tests.conftest import ROOT
+from tests.fault_kit import DatabaseLock, worker_killed_mid_batch
 from tests.waiting import wait_until
 from workers.consumer import StreamConsumer
 from workers.dead_letter import text_of
@@ -247,29 +246,6 @@ async def test_two_workers_store_every_event_once(aredis, redis_url, database_ur
     assert sum(w.handler.stats.duplicates for w in workers) == 0
 
 
-class DatabaseLock:
-    """Blocks every writer of the event table until released (PostgreSQL table lock, SQLite write lock)."""
-
-    def __init__(self, database_url: str, engine: Engine) -> None:
-        self.sqlite: sqlite3.Connection | None = None
-        if engine.dialect.name == "sqlite":
-            path = make_url(database_url).database
-            self.sqlite = sqlite3.connect(str(path), isolation_level=None)
-            self.sqlite.execute("BEGIN IMMEDIATE")
-        else:
-            self.conn = engine.connect()
-            self.trans = self.conn.begin()
-            self.conn.execute(text("LOCK TABLE event IN EXCLUSIVE MODE"))
-
-    def release(self) -> None:
-        if self.sqlite is not None:
-            self.sqlite.execute("ROLLBACK")
-            self.sqlite.close()
-        else:
-            self.trans.rollback()
-            self.conn.close()
-
-
 @pytest.mark.slow
 async def test_sigkilled_worker_entries_claimed_exactly_once(
     aredis, redis_url, database_url, engine, tmp_path
@@ -278,7 +254,6 @@ async def test_sigkilled_worker_entries_claimed_exactly_once(
     tenant, n = new_tenant(), 300
     stream = keys.events_stream(tenant)
     await produce(aredis, tenant, events(tenant, n))
-    lock = DatabaseLock(database_url, engine)
     env = {
         **os.environ,
         "TELEWORK_REDIS_URL": redis_url,
@@ -287,28 +262,8 @@ async def test_sigkilled_worker_entries_claimed_exactly_once(
         "TELEWORK_DATA_DIR": str(tmp_path),
         "TELEWORK_TENANT_REFRESH_S": "0.05",
     }
-    log_path = tmp_path / "w1.log"
-    with log_path.open("wb") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workers", cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    released = False
-    try:
-
-        async def w1_holds_all() -> bool:
-            if proc.returncode is not None:
-                raise AssertionError(f"worker exited {proc.returncode}: {log_path.read_text()}")
-            try:
-                info = await aredis.xpending(stream, GROUP)
-            except ResponseError:  # NOGROUP: w1 has not created the group yet
-                return False
-            return any(c["name"] == "w1" and int(c["pending"]) == n for c in info["consumers"])
-
-        await wait_until(w1_holds_all, timeout=30, what=f"{n} entries pending for w1")
-        proc.send_signal(signal.SIGKILL)
-        assert await asyncio.wait_for(proc.wait(), timeout=10) == -signal.SIGKILL
-        lock.release()
-        released = True
+    lock = DatabaseLock(database_url, engine)
+    async with worker_killed_mid_batch(aredis, stream, "w1", n, env, tmp_path / "w1.log", lock):
         assert await count_rows(engine, tenant) == 0
         settings = settings_for(
             redis_url, database_url, tmp_path, worker_name="w2", claim_idle_ms=100, claim_interval_s=0.05
@@ -316,12 +271,6 @@ async def test_sigkilled_worker_entries_claimed_exactly_once(
         worker = persist_consumer(settings, engine, aredis)
         async with running(worker):
             await wait_until(settled(aredis, engine, tenant, n), timeout=30, what=f"{n} rows, 0 pending")
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        if not released:
-            lock.release()
     assert await count_rows(engine, tenant) == n
     assert (worker.stats.claimed, worker.handler.stats.inserted, worker.stats.dead_lettered) == (n, n, 0)
 
