@@ -129,7 +129,7 @@ class Gateway:
             redis,
             self.pusher.push_layers,
             self.pusher.push_tasks,
-            on_resubscribed=self.pusher.push_current_settings,
+            on_resubscribed=self.pusher.push_current,
         )
         self.subscribed = self.settings_listener.subscribed  # set while the subscription is live
         self.writer = WriteBatcher(redis)

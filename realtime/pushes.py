@@ -59,11 +59,16 @@ class Pusher:
         ]
         return await push(tenant, "settings", pushes)
 
-    async def push_current_settings(self) -> None:
-        """After the settings subscription came back: every open tenant's settings, pushed again
-        (a change announced while it was down would otherwise wait for the next reconnect)."""
+    async def push_current(self) -> None:
+        """After the subscription came back: every open tenant's settings and task list, read afresh
+        and pushed again (a change announced while it was down would otherwise wait for the next
+        reconnect)."""
+        if self.offers is not None:
+            self.offers.forget()
         for tenant in list(self.sessions()):
             await self.push_layers(tenant, None)
+            if self.offers is not None and (tasks := await self.offers.get(tenant)) is not None:
+                await self.push_frame(tenant, TasksPush(tasks=tasks))
 
     async def push_tasks(self, tenant: str, frame: TasksPush) -> int:
         """A tenant's task list changed: remember it for new welcomes and push it to open sessions."""

@@ -127,8 +127,8 @@ class SettingsListener:
 
     Changes announced while the subscription was down are not replayed by Redis; when it is back
     after a failure, ``on_resubscribed`` runs (the gateway pushes its open tenants' current
-    settings again, read through the cache), so a change made during a Redis restart still
-    reaches the sessions."""
+    settings, read through the cache, and task lists, read afresh, again), so a change made during
+    a Redis restart still reaches the sessions."""
 
     def __init__(
         self,

@@ -70,6 +70,10 @@ class TaskOffers:
             self._cache.clear()
         self._cache[tenant] = (self._clock() + self._ttl_s, tasks)
 
+    def forget(self) -> None:
+        """Drop every cached list (announcements may have been missed): the next get reads afresh."""
+        self._cache.clear()
+
     def announced(self, tenant: str, tasks: list[str]) -> None:
         """A published change: the cache holds it, and a database read already under way is dropped."""
         self._version[tenant] = self._version.get(tenant, 0) + 1
