@@ -1,11 +1,13 @@
 """Live state of one tenant's agents, fed from Redis (hash + pub/sub), shared by all views.
 
-Pure core: :func:`merge` (which update wins), :func:`reconnect_delay` (backoff) and
+Pure core: :func:`merge` (which update wins), :func:`reconnect_delay` (backoff),
 :func:`decode` (a record, or the reason it is skipped: never an exception; a record of an
 older or newer release with a field this one cannot read keeps the rest, the field at its
-default). Thin I/O around it: :class:`LiveFeed` loads ``keys.live_hash(tenant)`` once, then follows
-``keys.live_channel(tenant)`` and calls its listeners with every new table. One feed per
-tenant per server process; browser sessions register listeners, they never touch Redis.
+default) and :func:`removal` (a :class:`~realtime.protocol.LiveRemoved` on the channel: the
+agent's row goes, its user was erased). Thin I/O around it: :class:`LiveFeed` loads
+``keys.live_hash(tenant)`` once, then follows ``keys.live_channel(tenant)`` and calls its
+listeners with every new table. One feed per tenant per server process; browser sessions
+register listeners, they never touch Redis.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from realtime import keys
-from realtime.protocol import LiveState, ProtocolError, load_object, parse_record
+from realtime.protocol import LiveRemoved, LiveState, ProtocolError, load_object, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,23 @@ def salvage(raw: str | bytes) -> tuple[LiveState, tuple[str, ...]] | None:
                 data.pop(name, None)
                 dropped.append(name)
     return None
+
+
+def removal(raw: str | bytes, tenant: str) -> LiveRemoved | None:
+    """The agent whose row goes (its live state was deleted: its user erased), when ``raw`` is a
+    :class:`LiveRemoved` of ``tenant``; None for anything else (a live state, or unreadable)."""
+    try:
+        data = load_object(raw, MAX_RECORD_BYTES)
+    except ProtocolError:
+        return None
+    if data.get("type") != "live_removed":
+        return None
+    try:
+        removed: LiveRemoved = LiveRemoved.model_validate(data)
+    except ValidationError as exc:
+        log.warning("skipping malformed live removal", extra={"tenant": tenant, "error": str(exc)[:300]})
+        return None
+    return removed if removed.tenant == tenant else None
 
 
 def decode(raw: str | bytes, tenant: str, source: str) -> LiveState | None:
@@ -183,6 +202,10 @@ class LiveFeed:
             self._table = merged
             self._publish()
 
+    def _remove(self, agent_id: str) -> None:
+        if self._table.pop(agent_id, None) is not None:
+            self._publish()
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
@@ -244,6 +267,10 @@ class LiveFeed:
             while not self._stop.is_set():
                 message = await pubsub.get_message(timeout=self.idle_timeout_s)
                 if message is None or message.get("type") != "message":
+                    continue
+                gone = removal(message["data"], self.tenant)
+                if gone is not None:
+                    self._remove(gone.agent_id)
                     continue
                 state = decode(message["data"], self.tenant, "channel")
                 if state is not None:

@@ -33,6 +33,7 @@ from realtime.batcher import BatcherStopped, Command, WriteBatcher
 from realtime.protocol import (
     DutyEvent,
     Event,
+    LiveRemoved,
     LiveState,
     ProtocolError,
     StateEvent,
@@ -106,6 +107,12 @@ def went_offline(live: LiveState, now: datetime) -> LiveState:
 
 
 # ------------------------------------------------------------------------- I/O
+
+
+def removal(tenant: str, agent_id: str, at: datetime) -> list[Command]:
+    """The commands that delete an agent's live state and tell live views to drop its row."""
+    gone = encode(LiveRemoved(tenant=tenant, agent_id=agent_id, at=at))
+    return [("HDEL", keys.live_hash(tenant), agent_id), ("PUBLISH", keys.live_channel(tenant), gone)]
 
 
 def write(live: LiveState) -> Command:

@@ -21,9 +21,11 @@ from core.config import ConfigError
 from core.settings import ServerSettings
 from dashboard import view
 from dashboard.feed import LiveFeed, decode, merge, reconnect_delay
+from dashboard.feed import removal as removal_of
 from dashboard.live import TITLE, require_redis_url, start_background, websocket_origins
 from realtime import keys
-from realtime.protocol import LiveState, encode
+from realtime.live import removal
+from realtime.protocol import LiveRemoved, LiveState, encode
 from tests.waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -280,6 +282,33 @@ async def test_feed_loads_hash_then_follows_channel(redis_url, aredis):
         await wait_until(lambda: len(seen) == 2, 5, what="published state delivered")
         assert seen[1] == {"a1": update}
         assert dict(feed.table) == {"a1": update}
+    finally:
+        await feed.stop()
+
+
+async def test_removal_drops_the_agents_row_and_nothing_else(redis_url, aredis):
+    """The erasure's commands (realtime.live.removal) delete the agent's live state and its row
+    leaves open feeds; a removal of another tenant or a malformed one changes nothing."""
+    tenant = tenant_slug()
+    kept, erased = live(tenant, "a1", seq=3), live(tenant, "b2", seq=5)
+    await aredis.hset(keys.live_hash(tenant), mapping={"a1": encode(kept), "b2": encode(erased)})
+    feed = LiveFeed(redis_url, tenant)
+    seen: list[dict[str, LiveState]] = []
+    feed.subscribe(lambda table: seen.append(dict(table)))
+    feed.start()
+    try:
+        await wait_until(lambda: feed.connected, 5, what="hash loaded")
+        channel, now = keys.live_channel(tenant), datetime.now(UTC)
+        other = LiveRemoved(tenant=tenant_slug(), agent_id="a1", at=now)
+        await aredis.publish(channel, encode(other))
+        await aredis.publish(channel, '{"type": "live_removed", "tenant": 5}')
+        for command in removal(tenant, "b2", now):
+            await aredis.execute_command(*command)
+        await wait_until(lambda: "b2" not in feed.table, 5, what="the erased agent's row gone")
+        assert seen == [{"a1": kept, "b2": erased}, {"a1": kept}]
+        assert await aredis.hgetall(keys.live_hash(tenant)) == {"a1": encode(kept)}
+        assert removal_of(encode(other), tenant) is None
+        assert removal_of(encode(kept), tenant) is None
     finally:
         await feed.stop()
 

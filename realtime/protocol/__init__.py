@@ -11,7 +11,7 @@ Session frames (agent <-> gateway, JSON text frames, ``type`` discriminator):
 * agent -> gateway, binary: evidence chunks (:class:`EvidenceChunk`, :func:`encode_evidence_chunk`)
 
 Internal records (Redis stream entries and live-state values) are protocol
-models too: :class:`StreamEvent`, :class:`LiveState`, :class:`DeadLetter`.
+models too: :class:`StreamEvent`, :class:`LiveState`, :class:`LiveRemoved`, :class:`DeadLetter`.
 
 Every value that reaches a database column or a page is bounded here (:mod:`realtime.protocol.base`:
 :data:`Seq`, :data:`Count`, :data:`Timestamp`, :data:`Text`, :data:`Ref`, :data:`Trace`), and
@@ -114,6 +114,7 @@ from realtime.protocol.frames import (
 )
 from realtime.protocol.records import (
     DeadLetter,
+    LiveRemoved,
     LiveState,
     StreamEvent,
 )
@@ -189,6 +190,7 @@ __all__ = [
     "IncidentKind",
     "IncidentPayload",
     "IncidentPhase",
+    "LiveRemoved",
     "LiveState",
     "PresenceState",
     "ProtocolError",

@@ -52,6 +52,17 @@ class LiveState(WireModel):
     session_id: str | None = None
 
 
+class LiveRemoved(WireModel):
+    """Published on a tenant's live channel when an agent's live state is deleted (its user erased):
+    live views drop the agent's row."""
+
+    type: Literal["live_removed"] = "live_removed"
+    v: Literal[1] = 1
+    tenant: Slug
+    agent_id: Slug
+    at: Timestamp
+
+
 class DeadLetter(WireModel):
     """A stream entry a worker could not process, with the reason."""
 
