@@ -114,6 +114,9 @@ class AgentSession:
         self.on_stored = on_stored
         self.name = name
         self.settings = AgentSettings()
+        # where events without a time of their own take it (gap, usage, emit without ts): the
+        # agent's one clock once the monitor is wired (agent/clock.py); the wall clock until then
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.spool = spool
         if spool is None:
             self.outbox = Outbox()
@@ -143,11 +146,11 @@ class AgentSession:
     def emit(
         self, payload: Payload, ts: datetime | None = None
     ) -> StateEvent | DutyEvent | TaskEvent | IncidentEvent:
-        """Queue one event (next seq, new UUIDv7, ``ts`` or now in UTC) and return it.
+        """Queue one event (next seq, new UUIDv7, ``ts`` or the session's clock) and return it.
 
         With a spool the event is on disk (fsynced) when this returns.
         """
-        event = produced(payload, self.outbox.next_seq, ts)
+        event = produced(payload, self.outbox.next_seq, ts or self.clock())
         self._queue(event)
         return event
 
@@ -364,7 +367,8 @@ class AgentSession:
         count = spool.overwritten
         if count > 0 and spool.gap_in_flight is None:
             self._queue(
-                stamped(GapEvent, GapPayload(images_overwritten=count), self.outbox.next_seq), gap_count=count
+                stamped(GapEvent, GapPayload(images_overwritten=count), self.outbox.next_seq, self.clock()),
+                gap_count=count,
             )
             log.warning("overwritten images reported", extra={"agent": self.name, "images": count})
 
@@ -472,7 +476,7 @@ class AgentSession:
         """Emit the completed minutes of traffic as usage events (none when there was no traffic)."""
         events = []
         for payload in usage_payloads(self.meter.drain()):
-            event = stamped(UsageEvent, payload, self.outbox.next_seq)
+            event = stamped(UsageEvent, payload, self.outbox.next_seq, self.clock())
             self._queue(event)
             events.append(event)
         return events

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core.config import SettingsModel, load
 
@@ -54,6 +54,20 @@ class MonitorConfig(AgentConfig):
     agent_language: Literal["auto", "ja", "en"] = "auto"  # auto: from LANG (ja_* -> ja), else en
     agent_tasks: str = ""  # comma-separated stand-in task list until the server offers tasks; "": any
     agent_punch_max_age_s: float = Field(default=2.0, gt=0, le=30)  # a punch needs a frame this recent
+    # live face detection (agent/detect/detection.py): auto plans the width per frame
+    agent_detect_width: str = "auto"  # auto | a fixed width in pixels, 32-4096
+    agent_detect_max_upsample: float = Field(default=2.0, ge=1.0, le=4.0)  # auto: at most this x the frame
+
+    @field_validator("agent_detect_width")
+    @classmethod
+    def _detect_width(cls, value: str) -> str:
+        from agent.detect.detection import WIDTH_EXPECTED, parse_width
+
+        try:
+            parse_width(value)
+        except ValueError:
+            raise ValueError(WIDTH_EXPECTED) from None  # load() adds what arrived
+        return value.strip().lower()
 
 
 def load_monitor_config(environ: Mapping[str, str] | None = None, **overrides: object) -> MonitorConfig:

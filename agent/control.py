@@ -272,10 +272,12 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.OK, {"cameras": cameras, "current": desk.camera() if desk.camera else None}
             )
         if url.path == "/preview.jpg":
-            snapshot = desk.pipeline.latest
+            camera = self.control.on_loop(lambda: desk.camera_gate.status)
+            snapshot = desk.pipeline.latest if camera.on else None
             data = None if snapshot is None else render_preview(snapshot, desk.pipeline.threshold())
             if data is None:
-                return self._error(HTTPStatus.NOT_FOUND, "no camera frame yet")
+                why = "no camera frame yet" if camera.on else "the camera is off: not on duty"
+                return self._error(HTTPStatus.NOT_FOUND, why)
             return self._send(HTTPStatus.OK, data, "image/jpeg")
         match = re.fullmatch(r"/evidence/([0-9a-f]{64})\.jpg", url.path)
         if match:

@@ -8,8 +8,15 @@ the user. To the control channel (CLI and local page) it offers :meth:`punch`,
 :meth:`register` and :meth:`status`. Punch decisions are :func:`agent.punch.decide`; accepted
 punches are emitted as DutyEvent/TaskEvent, refused ones are logged and kept in the recent list.
 
-The duty state (on duty, current task) is kept in ``duty.json`` of the data folder so a
-restarted agent still knows the user is on duty.
+The duty state (on duty since when, current task) is kept in ``duty.json`` of the data folder
+so a restarted agent still knows the user is on duty.
+
+The camera runs only on duty (:mod:`agent.camera_gate`): the desk holds the gate. A punch-in
+made off duty opens the camera, waits up to ``verify_s`` for a frame that verifies the user
+(each frame checked afresh) and decides on it; accepted, the camera stays open for the duty
+and the duty starts in the verified frame's state (emitted with the punch, same time).
+Refused, it closes again. A punch-out closes it. Every event the desk emits is stamped by
+the agent's one clock (:mod:`agent.clock`), as the monitor's are.
 """
 
 from __future__ import annotations
@@ -20,21 +27,36 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent.face.enroll import ImageResult, assess
+from agent.camera_gate import CameraGate, CameraStatus, DutyStart
+from agent.clock import AgentClock, WallClock
+from agent.face.engine import Image
+from agent.face.enroll import ImageResult, assess, same_person
 from agent.face.templates import Template, best_match
 from agent.i18n import reason_text, text
 from agent.lock import LockResult, lock_screen, notify_desktop
 from agent.ports import Payload, Session
-from agent.punch import DutyState, PunchDecision, PunchRequest, decide, may_register
-from agent.watch import RecordingEvidenceStore, WatchedPipeline
-from realtime.protocol import AgentSettings, IncidentPayload
+from agent.punch import (
+    DUTY_FIRST_STATE,
+    DutyState,
+    PunchDecision,
+    PunchRequest,
+    Verification,
+    check_face,
+    decide,
+    may_register,
+    state_problem,
+)
+from agent.watch import RecordingEvidenceStore, Snapshot, WatchedPipeline
+from realtime.protocol import EARLIEST_TIME, LATEST_TIME, AgentSettings, IncidentPayload
 
 log = logging.getLogger(__name__)
+
+VERIFY_S = 5.0  # a punch-in with the camera off: how long to look for a frame that verifies the user
 
 
 @dataclass(frozen=True)
@@ -53,8 +75,12 @@ def load_duty(path: Path | None) -> DutyState:
         return DutyState()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        task = data.get("task")
-        return DutyState(bool(data.get("on_duty")), task if isinstance(task, str) and task else None)
+        task, since = data.get("task"), data.get("since")
+        on_duty = data.get("on_duty") is True
+        started = datetime.fromisoformat(since) if on_duty and isinstance(since, str) else None
+        if started is not None and (started.tzinfo is None or not EARLIEST_TIME <= started <= LATEST_TIME):
+            started = None  # a naive time, or one outside the protocol's range (2000-9000)
+        return DutyState(on_duty, task if on_duty and isinstance(task, str) and task else None, started)
     except (OSError, ValueError, AttributeError) as exc:
         log.warning("duty state unreadable; starting off duty", extra={"path": str(path), "error": str(exc)})
         return DutyState()
@@ -65,8 +91,16 @@ def save_duty(path: Path | None, state: DutyState) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(asdict(state)), encoding="utf-8")
+    since = None if state.since is None else state.since.isoformat()
+    temporary.write_text(json.dumps({"on_duty": state.on_duty, "task": state.task, "since": since}))
     temporary.replace(path)
+
+
+def camera_text(lang: str, status: CameraStatus) -> str:
+    """What the page says about the camera: on or off, and why (the duty's start in local time)."""
+    if status.why == "on_duty" and status.since is not None:
+        return text(lang, "camera.on_duty_since", since=status.since.astimezone().strftime("%H:%M"))
+    return text(lang, f"camera.{status.why}")
 
 
 class Desk:
@@ -87,6 +121,8 @@ class Desk:
         max_age_s: float = 2.0,
         language: str = "en",
         clock: Callable[[], float] = time.monotonic,
+        event_clock: AgentClock | None = None,
+        verify_s: float = VERIFY_S,
     ) -> None:
         self.session = session
         self.pipeline = pipeline
@@ -100,8 +136,11 @@ class Desk:
         self.notifier = notifier
         self.max_age_s = max_age_s
         self.language = language
-        self.clock = clock
+        self.clock = clock  # monotonic seconds: how old a frame is
+        self.event_clock = event_clock or WallClock()  # the time of every event (one clock with the monitor)
+        self.verify_s = verify_s
         self.duty = load_duty(duty_path)
+        self.camera_gate = CameraGate(self.duty.on_duty, self.duty.since)
         self.notices: deque[Notice] = deque(maxlen=20)
         self.punches: deque[PunchDecision] = deque(maxlen=20)
         self.locks: list[LockResult] = []
@@ -115,7 +154,7 @@ class Desk:
     def emit(self, payload: Payload, ts: datetime | None = None) -> object:
         if isinstance(payload, IncidentPayload) and payload.phase == "start":
             payload = self._incident_action(payload)
-        return self.session.emit(payload, ts=ts)
+        return self.session.emit(payload, ts=ts or self.event_clock.now())
 
     def _incident_action(self, payload: IncidentPayload) -> IncidentPayload:
         action = self.settings.incident_action
@@ -133,7 +172,7 @@ class Desk:
         return payload.model_copy(update={"trace": {**(payload.trace or {}), "incident_action": trace}})
 
     def _notice(self, key: str, params: dict[str, Any], level: str = "info") -> None:
-        notice = Notice(datetime.now(UTC), key, params, level)
+        notice = Notice(self.event_clock.now(), key, params, level)
         self.notices.append(notice)
         if level == "warning":
             self.notifier(text(self.language, "title"), text(self.language, key, **params))
@@ -147,8 +186,42 @@ class Desk:
         return self.session.tasks or self.stand_in_tasks
 
     async def punch(self, request: PunchRequest) -> PunchDecision:
-        """Decide on ``request`` from a fresh check of the latest frame; emit an accepted punch's events."""
-        verification = await asyncio.to_thread(self.pipeline.verify_latest)
+        """Decide on ``request`` from a fresh check of the camera; emit an accepted punch's events.
+
+        With the camera on (on duty) the latest frame is checked; off duty a punch-in opens the
+        camera and looks for a frame that verifies the user (:meth:`_verify_opened`)."""
+        opening = not self.camera_gate.on_duty and (
+            state_problem(request, self.duty, self.offered_tasks()) is None
+        )
+        if not opening:
+            return self._decide(request, await asyncio.to_thread(self.pipeline.verify_latest))
+        with self.camera_gate.use("verifying"):
+            return self._decide(request, await self._verify_opened())
+
+    async def _verify_opened(self) -> Verification | None:
+        """The first frame of the just-opened camera that verifies the user, within ``verify_s``;
+        else the last frame's verification (None: no frame came)."""
+        seen = self.pipeline.seq
+        deadline = self.clock() + self.verify_s
+        verification: Verification | None = None
+        while (left := deadline - self.clock()) > 0:
+            snapshot = await self._next_snapshot(seen, left)
+            if snapshot is None:
+                break
+            seen = snapshot.seq
+            verification = await asyncio.to_thread(self.pipeline.verify_latest)
+            if check_face(verification, self.pipeline.threshold(), self.clock(), self.max_age_s).ok:
+                break
+        return verification
+
+    async def _next_snapshot(self, after: int, timeout_s: float) -> Snapshot | None:
+        """The next analysed frame after snapshot ``after`` (asked of the gate: a ``--fast`` file
+        gives frames off duty only when asked), or None after ``timeout_s``."""
+        self.camera_gate.want_frame()
+        return await asyncio.to_thread(self.pipeline.wait_next, after, timeout_s)
+
+    def _decide(self, request: PunchRequest, verification: Verification | None) -> PunchDecision:
+        at = self.event_clock.now()
         decision = decide(
             request,
             verification,
@@ -157,6 +230,7 @@ class Desk:
             self.clock(),
             self.offered_tasks(),
             self.max_age_s,
+            at=at,
         )
         self.punches.append(decision)
         extra = {"kind": request.kind, "task": request.task, "reason": decision.reason, **decision.params}
@@ -164,9 +238,13 @@ class Desk:
             log.warning("punch refused", extra=extra)
             return decision
         for payload in decision.payloads:
-            self.session.emit(payload)
+            self.session.emit(payload, ts=at)
         self.duty = decision.state
         save_duty(self.duty_path, self.duty)
+        if request.kind == "in":
+            self.camera_gate.start_duty(DutyStart(at, DUTY_FIRST_STATE))
+        elif request.kind == "out":
+            self.camera_gate.end_duty()
         log.info("punch accepted", extra=extra)
         return decision
 
@@ -182,14 +260,27 @@ class Desk:
 
         Replacing a template needs the current user verified (see :func:`agent.punch.may_register`).
         """
+        on_duty = self.camera_gate.on_duty
+        with self.camera_gate.use("registering"):
+            return await self._register(count, timeout_s, opened=not on_duty)
+
+    async def _register(self, count: int, timeout_s: float, opened: bool) -> dict[str, Any]:
         pipeline = self.pipeline
-        current = await asyncio.to_thread(pipeline.verify_latest) if pipeline.has_template else None
+        current: Verification | None = None
+        if pipeline.has_template:  # the camera just opened: look for the user in its first frames
+            current = await (self._verify_opened() if opened else asyncio.to_thread(pipeline.verify_latest))
         verdict = may_register(
             current, pipeline.threshold(), self.clock(), pipeline.has_template, self.max_age_s
         )
         if not verdict.ok:
             return {"ok": False, "reason": verdict.reason, "params": verdict.params}
-        accepted, reasons = await asyncio.to_thread(self._collect, count, timeout_s)
+        collected, reasons = await self._collect(count, timeout_s)
+        accepted = []  # of one person: a frame too far from the others is not taken (enroll's gate)
+        for result in same_person(pipeline.engine, collected):
+            if result.accepted:
+                accepted.append(result)
+            elif result.reason is not None:
+                reasons.add(result.reason)
         embeddings = tuple(r.embedding for r in accepted if r.embedding is not None)
         if not embeddings:
             detail = "; ".join(sorted(reasons)) or "no frame"
@@ -202,27 +293,29 @@ class Desk:
         log.info("face registered", extra={"images": len(accepted), "template": str(self.template_path)})
         return {"ok": True, "count": len(accepted)}
 
-    def _collect(self, count: int, timeout_s: float) -> tuple[list[ImageResult], set[str]]:
+    async def _collect(self, count: int, timeout_s: float) -> tuple[list[ImageResult], set[str]]:
         deadline = time.monotonic() + timeout_s
-        latest = self.pipeline.latest
-        seq = latest.seq if latest is not None else 0
+        seq = self.pipeline.seq
         accepted: list[ImageResult] = []
         reasons: set[str] = set()
         while len(accepted) < count and (left := deadline - time.monotonic()) > 0:
-            snapshot = self.pipeline.wait_next(seq, left)
+            snapshot = await self._next_snapshot(seq, left)
             if snapshot is None:
                 break
             seq = snapshot.seq
             if snapshot.image is None:
                 reasons.add("camera unavailable")
                 continue
-            with self.pipeline.engine_lock:
-                result = assess(self.pipeline.engine, f"frame {seq}", snapshot.image)
+            result = await asyncio.to_thread(self._assess, f"frame {seq}", snapshot.image)
             if result.accepted:
                 accepted.append(result)
             elif result.reason:
                 reasons.add(result.reason)
         return accepted, reasons
+
+    def _assess(self, name: str, image: Image) -> ImageResult:
+        with self.pipeline.engine_lock:
+            return assess(self.pipeline.engine, name, image)
 
     # ----------------------------------------------------------------------- status
 
@@ -239,11 +332,14 @@ class Desk:
                 "threshold": round(threshold, 3),
                 "age_s": round(self.clock() - snapshot.at, 1),
             }
-        state = snapshot.state if snapshot is not None else None
+        camera = self.camera_gate.status
+        watching = self.camera_gate.on_duty  # states are the duty's: none shown off duty
+        state = snapshot.state if snapshot is not None and watching else None
         record = self.evidence.last if self.evidence is not None else None
         return {
             "state": state,
-            "state_text": text(lang, f"state.{state or 'none'}"),
+            "state_text": text(lang, f"state.{state or ('none' if watching else 'off')}"),
+            "camera_status": {**camera.to_json(), "text": camera_text(lang, camera)},
             "on_duty": self.duty.on_duty,
             "task": self.duty.task,
             "tasks": list(self.offered_tasks() or ()),

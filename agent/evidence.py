@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from agent.face.engine import Image
+from core.private import write_private
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def to_prune(files: list[tuple[float, str]], keep: int, protect: set[str]) -> li
 
 
 class LocalEvidence:
-    """Evidence images in a local folder, each named by its sha256.
+    """Evidence images in a local folder (0700), each named by its sha256 (0600).
 
     ``keep`` bounds the folder to that many newest images (the server's copy comes from
     the agent's spool; this folder only serves the local page); None keeps everything.
@@ -128,7 +129,8 @@ class LocalEvidence:
         self, folder: Path | str, screen: ScreenGrabber | None = grab_screen, keep: int | None = None
     ) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.folder.chmod(0o700)  # third parties' faces and the screen: private to the user
         self.screen = screen  # None: screenshots disabled
         self.keep = keep
 
@@ -140,9 +142,7 @@ class LocalEvidence:
         sha = hashlib.sha256(data).hexdigest()
         target = self.path_of(sha)
         if not target.exists():
-            temporary = target.with_name(target.name + ".tmp")
-            temporary.write_bytes(data)
-            temporary.replace(target)
+            write_private(target, data)  # 0600, in one step
         return sha
 
     def _prune(self, protect: set[str]) -> None:

@@ -73,6 +73,12 @@ STRINGS: dict[Language, dict[str, str]] = {
         "state.camera_blocked": "Camera covered",
         "state.camera_unavailable": "Camera unavailable",
         "state.none": "Starting…",
+        "state.off": "Not watched (off duty)",
+        "camera.off_duty": "off: not on duty",
+        "camera.on_duty": "on: on duty",
+        "camera.on_duty_since": "on: on duty since {since}",
+        "camera.verifying": "on: verifying punch-in",
+        "camera.registering": "on: registering your face",
     },
     "ja": {
         "title": "テレワークサポーター — エージェント",
@@ -132,6 +138,12 @@ STRINGS: dict[Language, dict[str, str]] = {
         "state.camera_blocked": "カメラが覆われています",
         "state.camera_unavailable": "カメラが使用できません",
         "state.none": "起動中…",
+        "state.off": "見守りなし（勤務外）",
+        "camera.off_duty": "オフ: 勤務外",
+        "camera.on_duty": "オン: 勤務中",
+        "camera.on_duty_since": "オン: {since} から勤務中",
+        "camera.verifying": "オン: 勤務開始の顔認証中",
+        "camera.registering": "オン: 顔を登録中",
     },
 }
 

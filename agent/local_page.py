@@ -1,10 +1,12 @@
 """The teleworker's local page (served by :mod:`agent.control` on 127.0.0.1): plain HTML and script.
 
-It shows the camera preview with the detected faces boxed (``/preview.jpg``, refreshed
-twice a second), the current state, duty and task, punch buttons and the task picker,
-face registration, the last evidence taken (camera still and screenshot) and the notices
-(e.g. the screen was locked). Texts come from :mod:`agent.i18n` in the chosen language;
-the links at the top switch between 日本語 and English. No external resources are loaded.
+It shows whether the camera is on and why ("off: not on duty", "on: on duty since 09:02",
+"on: verifying punch-in"), the camera preview with the detected faces boxed (``/preview.jpg``,
+refreshed twice a second; emptied while the camera is off), the current state, duty and task,
+punch buttons and the task picker, face registration, the last evidence taken (camera still
+and screenshot) and the notices (e.g. the screen was locked). Texts come from :mod:`agent.i18n`
+in the chosen language; the links at the top switch between 日本語 and English. No external
+resources are loaded.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ const $ = (id) => document.getElementById(id);
 function fmt(key, p) { return (T[key] || key).replace(/\\{(\\w+)\\}/g, (m, k) => (p && k in p) ? p[k] : m); }
 function setText(id, value) { const el = $(id); if (el.textContent !== value) el.textContent = value; }
 let busy = false;
+let cameraOn = false;
 
 async function call(path, body) {
   const r = await fetch(path + '?lang=' + LANG, {method: 'POST', credentials: 'same-origin',
@@ -114,6 +117,12 @@ async function refresh() {
     if (!r.ok) return;
     const s = await r.json();
     const st = $('state'); st.dataset.state = s.state || 'none'; setText('state', s.state_text);
+    const cam = $('camera-status'); cameraOn = s.camera_status.on;
+    cam.dataset.on = String(cameraOn); cam.dataset.why = s.camera_status.why;
+    setText('camera-status', s.camera_status.text);
+    if (!cameraOn && $('preview').dataset.loaded === '1') {
+      $('preview').removeAttribute('src'); $('preview').dataset.loaded = '0';
+    }
     $('duty').dataset.onDuty = String(s.on_duty);
     setText('duty', s.on_duty ? T.on_duty : T.off_duty);
     setText('task', s.task || T.no_task); $('task').dataset.task = s.task || '';
@@ -134,7 +143,10 @@ async function refresh() {
 function preview() {
   const img = $('preview');
   const next = new Image();
-  next.onload = () => { img.src = next.src; img.dataset.loaded = '1'; setTimeout(preview, 500); };
+  next.onload = () => {
+    if (cameraOn) { img.src = next.src; img.dataset.loaded = '1'; }
+    setTimeout(preview, 500);
+  };
   next.onerror = () => setTimeout(preview, 1000);
   next.src = '/preview.jpg?n=' + Date.now();
 }
@@ -185,7 +197,9 @@ def page_html(lang: str) -> str:
 <body>
 <header><strong>{t("title")}</strong><span>{t("language")}: {switch}</span></header>
 <main>
-<section><h2>{t("camera")}</h2><img id="preview" alt="{t("camera")}">
+<section><h2>{t("camera")}</h2>
+<p class="big" id="camera-status" data-on="false" data-why="off_duty">{t("camera.off_duty")}</p>
+<img id="preview" alt="{t("camera")}">
 <p class="muted" id="camera-info"></p><p class="muted" id="face"></p></section>
 <div>
 <section><h2>{t("state")}</h2><div class="big" id="state" data-state="none">{t("state.none")}</div>

@@ -10,8 +10,19 @@ are re-read every frame, so a settings push applies at once):
 * every ``evidence_interval_s`` -> periodic evidence in a ``StateEvent`` repeating the
   current state (``payload.evidence``).
 
-Event timestamps follow the source's clock from the moment the monitor started, so a
-scene played faster than real time still gives events spaced as in the scene.
+The camera runs only on duty (``gate``, :mod:`agent.camera_gate`): while the gate is closed
+the source is closed and nothing is read. Opened for a punch-in's verification or a face
+registration, frames are analysed for the desk but nothing is reported; an accepted
+punch-in starts the state machine in the duty's first state, and from then on everything
+is reported until the punch-out closes the camera. Without a gate (benchmarks, tests of
+the pipeline) every frame is analysed and reported.
+
+Time: every event is stamped by the agent's one clock (:mod:`agent.clock`) when it is
+emitted. ``realtime`` (a webcam, the demo): reads follow the deadline schedule of
+:mod:`agent.pacing` (one every 1/``analysis_fps`` s on a fixed grid, never counted from the end
+of the work) and the pipeline's time is monotonic seconds since start. Otherwise
+(``--fast``: a file played as fast as it can be read) the pipeline's time is the source's
+stream time, continued across reopenings, and a :class:`~agent.clock.FrameClock` follows it.
 """
 
 from __future__ import annotations
@@ -22,21 +33,25 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.capture.sources import Frame, FrameSource
+from agent.camera_gate import CameraGate
+from agent.capture.sources import Frame, FrameSource, FrameSourceError
+from agent.clock import AgentClock, FrameClock, WallClock
 from agent.detect.pipeline import FrameResult, Pipeline
-from agent.detect.state_machine import incident_phases
+from agent.detect.state_machine import MachineState, Streak, incident_phases
 from agent.evidence import LocalEvidence
 from agent.face.engine import Image
+from agent.pacing import FramePacer
 from agent.ports import Emitter
-from realtime.protocol import AgentSettings, IncidentPayload, StatePayload
+from agent.watch import WatchedPipeline
+from core.config import ConfigError
+from realtime.protocol import AgentSettings, IncidentPayload, PresenceState, StatePayload
 
 log = logging.getLogger(__name__)
 
 EPSILON = 1e-6
-SETTINGS_POLL_S = 0.1  # a long wait for the next frame re-reads the settings this often
+SETTINGS_POLL_S = 0.1  # a long wait for the next frame re-reads the settings (and the gate) this often
 
 
 @dataclass
@@ -46,6 +61,13 @@ class MonitorStats:
     frames_missing: int = 0
     embeddings: int = 0
     events: int = 0
+    camera_opened: int = 0
+    camera_closed: int = 0
+
+
+def started_machine(state: PresenceState, t: float) -> MachineState:
+    """Pure: the state machine of a duty that starts in ``state`` at ``t`` (the verified punch-in)."""
+    return MachineState(state=state, entered_at=t, streak=Streak(state, t, 1), last_t=t)
 
 
 class Monitor:
@@ -54,6 +76,10 @@ class Monitor:
     ``realtime``: pace reads by the wall clock (webcam, demo); False plays a file or a
     scene as fast as the CPU allows. ``reopen``: called when the source ends to play it
     again (the demo scene loops); its frames continue the clock after the last one.
+    ``gate``: the camera only while it is open (None: always). ``opener``: opens the camera
+    again after the gate closed it (None: ``source`` is read again; a webcam reopens its
+    device on the next read). ``clock``: the agent's clock (default: the wall clock when
+    ``realtime``, else a frame clock).
     """
 
     def __init__(
@@ -64,22 +90,31 @@ class Monitor:
         evidence: LocalEvidence | None = None,
         realtime: bool = True,
         reopen: Callable[[], FrameSource] | None = None,
-        started_at: datetime | None = None,
+        clock: AgentClock | None = None,
+        gate: CameraGate | None = None,
+        opener: Callable[[], FrameSource] | None = None,
     ) -> None:
         self.emitter = emitter
-        self.source = source
+        self.source: FrameSource | None = source
         self.pipeline = pipeline
         self.evidence = evidence
         self.realtime = realtime
         self.reopen = reopen
-        self.started_at = started_at or datetime.now(UTC)
+        self.clock: AgentClock = clock or (WallClock() if realtime else FrameClock())
+        self.gate = gate
+        self.opener = opener or (lambda: source)
         self.stats = MonitorStats()
-        self._offset = 0.0  # added to source times after a reopen
+        self.parked = asyncio.Event()  # set while the camera is closed and the loop waits for the gate
+        self._offset = 0.0  # fast: added to source times after a reopen
         self._last_t: float | None = None
-        self._next_due = 0.0
+        self._next_due = 0.0  # fast: the stream time of the next frame to analyse
+        self._pacer = FramePacer()  # realtime: the reads' deadlines; a new grid each time the camera opens
         self._last_evidence_t: float | None = None
-        self._wall_start = time.monotonic()
-        self._last_wall = self._wall_start
+        self._mono_start = time.monotonic()
+
+    @property
+    def camera_wanted(self) -> bool:
+        return self.gate is None or self.gate.status.on
 
     # ------------------------------------------------------------------ loop
 
@@ -87,71 +122,159 @@ class Monitor:
         """Analyse frames until ``stop`` is set or a non-looping source ends."""
         try:
             while not stop.is_set():
+                if not self.camera_wanted:
+                    self._close()
+                    await self._park(stop)
+                    continue
+                if self._held():
+                    await self._park(stop)
+                    continue
                 settings = self.emitter.settings
                 self.pipeline.settings = settings
                 if self._last_t is not None:  # a pushed analysis_fps applies to the frame awaited now
                     self._next_due = self._last_t + 1.0 / settings.analysis_fps
                 if self.realtime and await self._wait_due(stop):
                     break
-                frame, t_missing = await asyncio.to_thread(self._read)
-                if frame is None:
-                    if self.source.ended:
-                        if self.reopen is None:
-                            break
-                        self._restart()
-                        continue
-                    self.stats.frames_missing += 1
-                    t = t_missing
-                    if t < self._next_due - EPSILON and not self.realtime:
-                        continue
-                    result = self.pipeline.missing(t)
-                    self._after(result, None, settings)
+                if not self.camera_wanted:
                     continue
-                t = frame.t + self._offset
-                if t < self._next_due - EPSILON:
-                    continue  # between analysed frames
-                result = await asyncio.to_thread(self.pipeline.process, t, frame.image)
-                self.stats.frames_analysed += 1
-                self.stats.embeddings += result.embedded
-                self._after(result, frame.image, settings)
+                if self.source is None and not await self._open(settings):
+                    continue
+                if not await self._analyse_next(settings):
+                    break
         finally:
-            self.source.close()
+            self._close()
         log.info("monitor stopped", extra={"stats": vars(self.stats)})
         return self.stats
 
+    async def _analyse_next(self, settings: AgentSettings) -> bool:
+        """Read one frame and analyse it when due; False when the source ended for good."""
+        frame, t = await asyncio.to_thread(self._read)
+        if frame is None:
+            if self.source is not None and self.source.ended:
+                if self.reopen is None:
+                    return False
+                self._restart()
+                return True
+            self.stats.frames_missing += 1
+            if not self.realtime and t < self._next_due - EPSILON:
+                return True
+            self.clock.frame(t)
+            self._after(self.pipeline.missing(t), None, settings)
+            return True
+        if not self.realtime and t < self._next_due - EPSILON:
+            return True  # between analysed frames
+        self.clock.frame(t)
+        result = await asyncio.to_thread(self.pipeline.process, t, frame.image)
+        self.stats.frames_analysed += 1
+        self.stats.embeddings += result.embedded
+        self._after(result, frame.image, settings)
+        return True
+
+    def _time_of(self, frame: Frame) -> float:
+        """The pipeline's time of a frame: monotonic seconds since start (realtime), else stream time."""
+        if self.realtime:
+            return max(time.monotonic() - self._mono_start, self._last_t or 0.0)
+        return frame.t + self._offset
+
     def _read(self) -> tuple[Frame | None, float]:
-        """The next frame, and (for a missing one) the time it was due on the source's clock."""
-        before = self.source.t
-        frame = self.source.read()
+        """The next frame and its time on the pipeline's clock (for a missing one: when it was due)."""
+        source = self.source
+        if source is None:
+            return None, self._missing_time(None)
+        before = source.t
+        frame = source.read()
         self.stats.frames_read += frame is not None
         if frame is not None:
-            return frame, frame.t + self._offset
-        if before is not None:
-            return None, before + self._offset
+            return frame, self._time_of(frame)
+        return None, self._missing_time(before)
+
+    def _missing_time(self, source_t: float | None) -> float:
+        if self.realtime:
+            return max(time.monotonic() - self._mono_start, self._last_t or 0.0)
+        if source_t is not None:
+            return source_t + self._offset
         if self._last_t is None:
-            return None, time.monotonic() - self._wall_start
-        return None, max(self._last_t, self._next_due)
+            return 0.0
+        return max(self._last_t, self._next_due)
+
+    def _continue_after(self) -> None:
+        """Source times of a reopened source start again at 0: continue after the last frame."""
+        period = 1.0 / self.pipeline.settings.analysis_fps
+        self._offset = (self._last_t if self._last_t is not None else 0.0) + period
 
     def _restart(self) -> None:
         if self.reopen is None:
             return
-        self.source.close()
-        period = 1.0 / self.pipeline.settings.analysis_fps
-        self._offset = (self._last_t if self._last_t is not None else 0.0) + period
+        if self.source is not None:
+            self.source.close()
+        self._continue_after()
         self.source = self.reopen()
         log.info("source restarted", extra={"offset_s": round(self._offset, 3)})
 
+    async def _open(self, settings: AgentSettings) -> bool:
+        """Open the camera (the gate wants it); when it cannot be opened, a missing frame says why."""
+        try:
+            self.source = await asyncio.to_thread(self.opener)
+        except FrameSourceError as exc:
+            if not self.realtime:  # a file that cannot be opened again will not come back
+                raise ConfigError("TELEWORK_AGENT_SOURCE", str(exc)) from None
+            log.warning("camera not opened", extra={"error": str(exc)})
+            t = self._missing_time(None)
+            self.clock.frame(t)
+            self._after(self.pipeline.missing(t, f"cannot open the camera: {exc}"), None, settings)
+            return False
+        if self._last_t is not None and not self.realtime:
+            self._continue_after()
+        self.stats.camera_opened += 1
+        log.info("camera opened", extra={"why": None if self.gate is None else self.gate.status.why})
+        return True
+
+    def _close(self) -> None:
+        """Close the camera; the next duty starts afresh (no tracks, no state, no frame to show)."""
+        if self.source is None:
+            return
+        self.source.close()
+        self.source = None
+        self.pipeline.tracks = ()
+        self.pipeline.machine = MachineState()
+        if isinstance(self.pipeline, WatchedPipeline):
+            self.pipeline.forget()
+        self._pacer = FramePacer()
+        self._last_evidence_t = None
+        self.stats.camera_closed += 1
+        log.info("camera closed", extra={"why": None if self.gate is None else self.gate.status.why})
+
+    def _held(self) -> bool:
+        """A ``--fast`` file off duty (verifying, registering) gives a frame only when one is asked for."""
+        if self.gate is None or self.realtime or self.gate.on_duty:
+            return False
+        return self.gate.frames_wanted == 0
+
+    async def _park(self, stop: asyncio.Event) -> None:
+        """Until the gate changes or ``stop`` is set (nothing is read meanwhile)."""
+        if self.gate is None:
+            return
+        self.parked.set()
+        stopped = asyncio.create_task(stop.wait())
+        changed = asyncio.create_task(self.gate.changed())
+        try:
+            await asyncio.wait([stopped, changed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stopped, changed):
+                task.cancel()
+            await asyncio.gather(stopped, changed, return_exceptions=True)
+            self.parked.clear()
+
     async def _wait_due(self, stop: asyncio.Event) -> bool:
-        """Sleep until the next analysis is due on the wall clock; True when stopped meanwhile.
+        """Sleep until the next read is due on the schedule; True when stopped meanwhile.
 
         The period is re-read from the settings every ``SETTINGS_POLL_S``, so a pushed
-        analysis_fps shortens a long wait at once."""
-        if self._last_t is None:
-            return False
-        while not stop.is_set():
-            self._next_due = self._last_t + 1.0 / self.emitter.settings.analysis_fps
-            delay = self._next_due - (self._last_t + (time.monotonic() - self._last_wall))
+        analysis_fps shortens a long wait at once; a gate that closes ends the wait too."""
+        while not stop.is_set() and self.camera_wanted:
+            slot = self._pacer.upcoming(1.0 / self.emitter.settings.analysis_fps)
+            delay = slot.due - self._pacer.clock()
             if delay <= 0:
+                self._pacer.begin(slot)
                 break
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(delay, SETTINGS_POLL_S)):
@@ -160,52 +283,55 @@ class Monitor:
 
     # ------------------------------------------------------------- emitting
 
-    def ts_of(self, t: float) -> datetime:
-        return self.started_at + timedelta(seconds=t)
-
     def _after(self, result: FrameResult, image: Image | None, settings: AgentSettings) -> None:
         t = result.observation.t
-        self._last_t, self._last_wall = t, time.monotonic()
+        self._last_t = t
         self._next_due = t + 1.0 / settings.analysis_fps
+        if self.gate is not None:
+            start = self.gate.take_start()
+            if start is not None:  # an accepted punch-in: the duty starts in its verified state
+                self.pipeline.machine = started_machine(start.state, t)
+                self._last_evidence_t = t
+                return
+            if not self.gate.on_duty:
+                self.gate.take_frame()  # the frame asked for (a --fast file gives one per request)
+                return  # a verification or registration off duty: nothing is reported
         transition = result.transition
-        ts = self.ts_of(t)
         if transition is not None:
             phases = incident_phases(transition)
             for kind, phase in phases:
                 if phase == "end":
-                    self._emit(IncidentPayload(kind=kind, phase="end", trace=transition.trace), ts)
-            self._emit(StatePayload(state=transition.state, trace=transition.trace), ts)
+                    self._emit(IncidentPayload(kind=kind, phase="end", trace=transition.trace))
+            self._emit(StatePayload(state=transition.state, trace=transition.trace))
             for kind, phase in phases:
                 if phase == "start":
-                    evidence, trace = self._evidence(image, f"incident_start:{kind}", t, ts)
+                    evidence, trace = self._evidence(image, f"incident_start:{kind}", t)
                     payload = IncidentPayload(
                         kind=kind, phase="start", evidence=evidence, trace={**transition.trace, **trace}
                     )
-                    self._emit(payload, ts)
+                    self._emit(payload)
         if (
             self.evidence is not None
             and result.state is not None
             and self._last_evidence_t is not None
             and t - self._last_evidence_t >= settings.evidence_interval_s
         ):
-            evidence, trace = self._evidence(image, "periodic", t, ts)
-            self._emit(StatePayload(state=result.state, evidence=evidence, trace=trace), ts)
+            evidence, trace = self._evidence(image, "periodic", t)
+            self._emit(StatePayload(state=result.state, evidence=evidence, trace=trace))
         if self._last_evidence_t is None and result.state is not None:
             self._last_evidence_t = t  # the periodic clock starts with the first state
 
-    def _evidence(
-        self, image: Image | None, reason: str, t: float, ts: datetime
-    ) -> tuple[list[str], dict[str, Any]]:
+    def _evidence(self, image: Image | None, reason: str, t: float) -> tuple[list[str], dict[str, Any]]:
         self._last_evidence_t = t
         if self.evidence is None:
             return [], {"evidence": {"reason": reason, "images": [], "missing": ["evidence disabled"]}}
         try:
-            record = self.evidence.capture(image, reason, now=ts)
+            record = self.evidence.capture(image, reason, now=self.clock.now())
         except OSError as exc:  # a full or read-only disk must not stop detection
             log.error("evidence not stored", extra={"reason": reason, "error": str(exc)})
             return [], {"evidence": {"reason": reason, "images": [], "missing": [f"not stored: {exc}"]}}
         return record.sha256s, {"evidence": record.trace()}
 
-    def _emit(self, payload: StatePayload | IncidentPayload, ts: datetime) -> None:
-        self.emitter.emit(payload, ts=ts)
+    def _emit(self, payload: StatePayload | IncidentPayload) -> None:
+        self.emitter.emit(payload, ts=self.clock.now())
         self.stats.events += 1

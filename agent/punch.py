@@ -8,23 +8,30 @@ the threshold), or the punch makes no sense in the current duty state (already o
 duty, no task running, a task the server does not offer).
 
 An accepted punch gives the payloads to emit (``DutyPayload(verified=True)`` and/or
-``TaskPayload``) and the new :class:`DutyState`; nothing here does I/O.
+``TaskPayload``) and the new :class:`DutyState`; nothing here does I/O. An accepted punch-in
+also gives the duty's first state, ``StatePayload("present")`` with the verification in its
+trace: the verified face is the user in front of the camera, so presence starts with the duty
+(the builder opens it at the punch's time). Another face in the same frame is left to the
+state machine, which judges it from there with its usual hysteresis and incident evidence.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from agent.detect.classify import Observation
-from realtime.protocol import DutyPayload, TaskPayload
+from realtime.protocol import DutyPayload, PresenceState, StatePayload, TaskPayload
 
 PunchKind = Literal["in", "out", "task_start", "task_end"]
 PUNCH_KINDS: tuple[PunchKind, ...] = ("in", "out", "task_start", "task_end")
 DEFAULT_MAX_AGE_S = 2.0
+DUTY_FIRST_STATE: PresenceState = "present"  # a verified punch-in: the user's face is in view
+PunchPayload = DutyPayload | TaskPayload | StatePayload
 
 # reason codes (texts in agent.i18n, key "reason.<code>")
 CAMERA_UNAVAILABLE = "camera_unavailable"
@@ -71,6 +78,7 @@ def verification_of(obs: Observation, at: float) -> Verification:
 class DutyState:
     on_duty: bool = False
     task: str | None = None
+    since: datetime | None = None  # the accepted punch-in's time (None: off duty, or not known)
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,7 @@ class PunchDecision:
     reason: str | None  # reason code when refused
     params: dict[str, Any]  # numbers/names for the reason's text
     state: DutyState  # the duty state after the punch (unchanged when refused)
-    payloads: tuple[DutyPayload | TaskPayload, ...] = ()
+    payloads: tuple[PunchPayload, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,7 +156,7 @@ def parse_request(kind: str, task: str | None = None) -> PunchRequest:
     return PunchRequest(kind, name if kind == "task_start" else None)
 
 
-def _state_problem(
+def state_problem(
     request: PunchRequest, state: DutyState, tasks: Sequence[str] | None
 ) -> tuple[str, dict[str, Any]] | None:
     """Why ``request`` cannot apply to ``state`` (reason code and params), or None when it can."""
@@ -169,17 +177,29 @@ def _state_problem(
     return None
 
 
+def first_state(verification: Verification, verdict: FaceVerdict) -> StatePayload:
+    """The duty's first state, from the frame that verified the punch-in."""
+    trace = {
+        "from": None,
+        "to": DUTY_FIRST_STATE,
+        "rule": "punch_in_verified",
+        "faces": len(verification.distances),
+        **verdict.params,
+    }
+    return StatePayload(state=DUTY_FIRST_STATE, trace=trace)
+
+
 def _apply(
-    request: PunchRequest, state: DutyState
+    request: PunchRequest, state: DutyState, at: datetime | None
 ) -> tuple[DutyState, tuple[DutyPayload | TaskPayload, ...]]:
     if request.kind == "in":
-        return DutyState(True, None), (DutyPayload(on_duty=True, verified=True),)
+        return DutyState(True, None, at), (DutyPayload(on_duty=True, verified=True),)
     if request.kind == "out":
         closing: tuple[DutyPayload | TaskPayload, ...] = (TaskPayload(task=None),) if state.task else ()
         return DutyState(False, None), (*closing, DutyPayload(on_duty=False, verified=True))
     if request.kind == "task_start":
-        return DutyState(True, request.task), (TaskPayload(task=request.task),)
-    return DutyState(True, None), (TaskPayload(task=None),)
+        return replace(state, on_duty=True, task=request.task), (TaskPayload(task=request.task),)
+    return replace(state, on_duty=True, task=None), (TaskPayload(task=None),)
 
 
 def decide(
@@ -190,17 +210,20 @@ def decide(
     now: float,
     tasks: Sequence[str] | None = None,
     max_age_s: float = DEFAULT_MAX_AGE_S,
+    at: datetime | None = None,
 ) -> PunchDecision:
     """Accept or refuse ``request``. The duty state is checked first (no face needed to be told
-    you are already on duty), then the face. ``tasks``: the task names offered (None: any name)."""
-    problem = _state_problem(request, state, tasks)
+    you are already on duty), then the face. ``tasks``: the task names offered (None: any name);
+    ``at``: the punch's time on the agent's clock (kept as the duty's start)."""
+    problem = state_problem(request, state, tasks)
     if problem is not None:
         return PunchDecision(request, False, problem[0], problem[1], state)
     verdict = check_face(verification, threshold, now, max_age_s)
-    if not verdict.ok:
+    if not verdict.ok or verification is None:
         return PunchDecision(request, False, verdict.reason, verdict.params, state)
-    new_state, payloads = _apply(request, state)
-    return PunchDecision(request, True, None, verdict.params, new_state, payloads)
+    new_state, payloads = _apply(request, state, at)
+    starting = (first_state(verification, verdict),) if request.kind == "in" else ()
+    return PunchDecision(request, True, None, verdict.params, new_state, (*payloads, *starting))
 
 
 def may_register(

@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,22 +18,16 @@ from core.process import async_stop_on_signals
 
 if TYPE_CHECKING:
     from agent.capture.sources import FrameSource
-    from agent.control import ControlServer
-    from agent.desk import Desk
-    from agent.evidence import EvidenceRecord
     from agent.face.engine import FaceEngine
     from agent.face.templates import Template
     from agent.monitor import Monitor, MonitorStats
     from agent.source_spec import SourceSpec
-    from agent.spool import Spool
-    from agent.watch import RecordingEvidenceStore, WatchedPipeline
+    from agent.watch import WatchedPipeline
 
 log = logging.getLogger(__name__)
 
 REFUSED = 2  # exit code when the gateway refused every session (bad token, version)
 
-
-LOCAL_EVIDENCE_KEEP = 100  # images kept for the local page; the spool holds what goes to the server
 DELIVER_TIMEOUT_S = 10.0  # after a file source ends: how long to wait for the gateway to ack its events
 
 
@@ -197,7 +189,11 @@ def build_monitor_parts(
             )
     except TemplateError as exc:
         raise ConfigError("TELEWORK_AGENT_TEMPLATE", str(exc)) from None
-    return WatchedPipeline(engine, lambda e: best_match(template, e)), spec
+    from agent.detect.detection import detection_from_config
+
+    pipeline = WatchedPipeline(engine, lambda e: best_match(template, e))
+    pipeline.detection = detection_from_config(config)  # TELEWORK_AGENT_DETECT_WIDTH, _MAX_UPSAMPLE
+    return pipeline, spec
 
 
 def run_monitor(
@@ -264,38 +260,25 @@ def open_monitor_source(
     return source, reopen, None
 
 
-def desk_language(config: MonitorConfig, environ: Mapping[str, str] | None = None) -> str:
-    """ja or en: TELEWORK_AGENT_LANGUAGE, or for auto the LANG / LC_ALL of the session."""
-    if config.agent_language != "auto":
-        return config.agent_language
-    from agent.i18n import language_of
-
-    env = os.environ if environ is None else environ
-    return language_of(env.get("LC_ALL") or env.get("LC_MESSAGES") or env.get("LANG"))
-
-
-@dataclass(frozen=True)
-class MonitorParts:
-    """The pieces of a running agent, wired together."""
-
-    session: AgentSession  # events and evidence to the gateway, through the on-disk spool
-    desk: Desk  # punches, registration, incident actions: what the local page drives
-    monitor: Monitor  # frames -> pipeline -> desk
-    evidence_dir: Path
-
-
 async def _monitor_main(
     config: MonitorConfig, pipeline: WatchedPipeline, spec: SourceSpec, fast: bool
 ) -> int:
-    """The steps of ``telework agent --source``; the stop runs in reverse: session, local page, spool."""
+    """The steps of ``telework agent --source``; the stop runs in reverse: session, local page, spool.
+
+    The camera was opened once to check it (:func:`open_monitor_source`); the monitor closes it
+    at once unless the user is on duty (it opens again for a punch-in)."""
     from agent.spool import open_spool
+    from agent.wiring import local_page, log_monitoring, monitor_session, wire_monitor
 
     with async_stop_on_signals(asyncio.Event()) as stop:
         async with contextlib.AsyncExitStack() as stack:
             # Every event and evidence image stays in the on-disk spool until the server has it:
             # nothing is lost across a disconnect, a gateway restart, an agent crash or a reboot.
             spool = stack.enter_context(contextlib.closing(open_spool(config)))
-            parts = wire_monitor(config, pipeline, spec, spool, fast)
+            session = monitor_session(config, options_of(config), spool)
+            opened = open_monitor_source(config, spec, pipeline.settings.analysis_fps)
+            tasks = task_names(config.agent_tasks)
+            parts = wire_monitor(config, pipeline, opened, spec, session, tasks, fast)
             control = await stack.enter_async_context(local_page(config, parts.desk))
             log_monitoring(config, pipeline, parts, control)
             (runner,) = await stack.enter_async_context(running(parts.session))
@@ -305,95 +288,9 @@ async def _monitor_main(
     return outcome(None if watcher.cancelled() else watcher.exception(), parts.session.fatal)
 
 
-def wire_monitor(
-    config: MonitorConfig, pipeline: WatchedPipeline, spec: SourceSpec, spool: Spool, fast: bool
-) -> MonitorParts:
-    """The session over ``spool``, the frame source, the evidence store, the desk and the monitor."""
-    from agent.cameras import Camera
-    from agent.config import agent_data_dir
-    from agent.desk import Desk
-    from agent.monitor import Monitor
-
-    session = AgentSession(
-        config.gateway_url, config.agent_token or "", options_of(config), name="agent", spool=spool
-    )
-    source, reopen, camera = open_monitor_source(config, spec, pipeline.settings.analysis_fps)
-    switch = source.switch if isinstance(source, Camera) else None  # a webcam: the page can choose another
-    data_dir = agent_data_dir(config)
-    evidence = evidence_store(config.agent_evidence_dir or data_dir / "evidence", session)
-    desk = Desk(
-        session,
-        pipeline,
-        evidence,
-        tasks=task_names(config.agent_tasks),
-        template_path=config.agent_template,
-        duty_path=data_dir / "duty.json",
-        camera=camera,
-        switch_camera=switch,
-        max_age_s=config.agent_punch_max_age_s,
-        language=desk_language(config),
-    )
-    monitor = Monitor(desk, source, pipeline, evidence, realtime=not fast, reopen=reopen)
-    return MonitorParts(session, desk, monitor, evidence.folder)
-
-
 def task_names(agent_tasks: str) -> list[str] | None:
     """Pure: TELEWORK_AGENT_TASKS (comma-separated) as names; None when it names none."""
     return [t.strip() for t in agent_tasks.split(",") if t.strip()] or None
-
-
-def evidence_store(folder: Path, session: AgentSession) -> RecordingEvidenceStore:
-    """The local evidence folder (the page shows the newest images); each record's images are
-    also queued in the session's spool for upload."""
-    from agent.spool import purpose_of
-    from agent.watch import RecordingEvidenceStore
-
-    evidence = RecordingEvidenceStore(folder, keep=LOCAL_EVIDENCE_KEEP)
-
-    def upload(record: EvidenceRecord) -> None:
-        for image in record.images:
-            try:
-                session.add_evidence(
-                    image.path.read_bytes(), image.kind, purpose_of(record.reason), record.taken_at
-                )
-            except (sqlite3.Error, OSError) as exc:  # disk full, file gone: the agent goes on
-                log.error(
-                    "evidence image not kept for upload",
-                    extra={"path": str(image.path), "error": f"{type(exc).__name__}: {exc}"},
-                )
-
-    evidence.forward = upload
-    return evidence
-
-
-@contextlib.asynccontextmanager
-async def local_page(config: MonitorConfig, desk: Desk) -> AsyncIterator[ControlServer | None]:
-    """The local page and control channel on 127.0.0.1 (None when turned off); closed on the way out."""
-    if not config.agent_page:
-        yield None
-        return
-    from agent.config import agent_data_dir
-    from agent.control import ControlServer
-
-    control = ControlServer(desk, asyncio.get_running_loop(), config.agent_page_port, agent_data_dir(config))
-    try:
-        yield control
-    finally:
-        await asyncio.to_thread(control.close)
-
-
-def log_monitoring(
-    config: MonitorConfig, pipeline: WatchedPipeline, parts: MonitorParts, control: ControlServer | None
-) -> None:
-    log.info(
-        "agent monitoring",
-        extra={
-            "source": config.agent_source,
-            "engine": pipeline.engine.name,
-            "evidence_dir": str(parts.evidence_dir),
-            "page": control.url if control is not None else None,
-        },
-    )
 
 
 async def watch(
@@ -469,6 +366,8 @@ def control_folder(data_dir: Path | None) -> Path:
 
 
 def cli_language(environ: Mapping[str, str] | None = None) -> str:
+    from agent.wiring import desk_language
+
     env = os.environ if environ is None else environ
     config = load_monitor_config(env)
     return desk_language(config, env)

@@ -73,10 +73,10 @@ def produced(payload: Payload, seq: int, ts: datetime | None = None) -> Produced
     return _EVENT_OF[type(payload)](id=new_event_id(), seq=seq, ts=ts or datetime.now(UTC), payload=payload)
 
 
-def stamped(kind: type[E], payload: object, seq: int) -> E:
-    """A gap or usage event of the agent itself, as number ``seq``, now."""
+def stamped(kind: type[E], payload: object, seq: int, ts: datetime | None = None) -> E:
+    """A gap or usage event of the agent itself, as number ``seq``, at ``ts`` (default: now, UTC)."""
     return kind.model_validate(
-        {"id": new_event_id(), "seq": seq, "ts": datetime.now(UTC), "payload": payload}
+        {"id": new_event_id(), "seq": seq, "ts": ts or datetime.now(UTC), "payload": payload}
     )
 
 

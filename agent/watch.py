@@ -140,11 +140,27 @@ class WatchedPipeline(Pipeline):
             )
             self._changed.notify_all()
 
+    @property
+    def seq(self) -> int:
+        """Frames analysed so far (the number of the latest snapshot, even once forgotten)."""
+        with self._lock:
+            return self._seq
+
     def wait_next(self, after: int, timeout: float) -> Snapshot | None:
         """Block until a snapshot newer than ``after`` exists (or ``timeout``); for worker threads."""
+
+        def newer() -> bool:
+            return self._seq > after and self._latest is not None
+
         with self._changed:
-            self._changed.wait_for(lambda: self._seq > after, timeout)
-            return self._latest if self._seq > after else None
+            self._changed.wait_for(newer, timeout)
+            return self._latest if newer() else None
+
+    def forget(self) -> None:
+        """The camera closed: no frame to show or to vouch for anyone until it delivers again."""
+        with self._lock:
+            self._latest = None
+            self._verified = None
 
     def replace_matcher(self, matcher: Matcher) -> None:
         """Use a new template from the next frame on; every face is embedded again."""

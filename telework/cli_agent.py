@@ -7,11 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-from telework.cli_base import Parser, positive_int, setup
+from core.logs import printable
+from telework.cli_base import Parser, log_level, positive_int, setup, table
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    setup(args)
+    dry_run = getattr(args, "agent_command", None) == "try"  # its table on stdout: only warnings logged
+    setup(args, log_level(args, "WARNING") if dry_run else None)
     if getattr(args, "agent_command", None) == "enroll":
         from agent.run import run_enroll
 
@@ -21,6 +23,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
         print(f"template with {accepted} image(s) written to {args.out}")
         return 0
     command = getattr(args, "agent_command", None)
+    if command == "try":
+        return _agent_try(args)
     if command in ("punch", "task", "page", "cameras"):
         return _agent_control(args, command)
     source = args.source or os.environ.get("TELEWORK_AGENT_SOURCE", "").strip() or None
@@ -36,6 +40,27 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from agent.run import run_agent
 
     return run_agent(args.gateway_url, args.token, args.tokens_file, args.simulate, args.events_per_s)
+
+
+def _agent_try(args: argparse.Namespace) -> int:
+    """``telework agent try``: the pipeline on a source without a gateway, its timeline printed."""
+    from agent.dry_run import TryRequest, run_try
+    from agent.dry_run_text import COLUMNS, cells, summary
+
+    overrides = {
+        k[len(SETTING) :]: v for k, v in vars(args).items() if k.startswith(SETTING) and v is not None
+    }
+    request = TryRequest(
+        args.source, args.template, overrides, csv_path=args.csv, realtime=args.realtime,
+        duration_s=args.duration, camera=args.camera, resolution=args.resolution, engine=args.engine,
+    )  # fmt: skip
+    played = run_try(request, lambda line: print(printable(line), flush=True))
+    for line in table(COLUMNS, [cells(row) for row in played.rows]):
+        print(line)
+    print(summary(played))
+    if args.csv is not None:
+        print(printable(f"timeline written to {args.csv} ({len(played.rows)} rows)"))
+    return 0
 
 
 def _agent_control(args: argparse.Namespace, command: str) -> int:
@@ -142,6 +167,7 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     c.add_argument("--max-index", type=positive_int(0), default=4, help="highest index tried (default 4)")
     c.set_defaults(func=cmd_agent)
+    _add_try_parser(sub2)
     e = sub2.add_parser(
         "enroll",
         help="make the user's face template from photos or the webcam",
@@ -163,3 +189,58 @@ def _agent_data_dir(p: argparse.ArgumentParser) -> None:
         "--data-dir", type=Path, default=argparse.SUPPRESS,
         help="the agent's data folder (control.json, duty.json; env TELEWORK_AGENT_DATA_DIR)",
     )  # fmt: skip
+
+
+SETTING = "s_"  # argparse dest prefix of a detection setting flag of `agent try`
+
+
+def _add_try_parser(sub: argparse._SubParsersAction[Parser]) -> None:
+    from agent.dry_run_text import TRY_FIELDS
+    from realtime.protocol.agent_settings import flag_of
+    from telework.cli_settings import flag_help, metavar, value_type
+
+    t = sub.add_parser(
+        "try",
+        help="run the face pipeline on a source without a gateway and print the state timeline",
+        description="A dry run for tuning a camera or the detection settings: the face pipeline on "
+        "SOURCE without a gateway, then every state change with its decision trace (rule, time held, "
+        "faces with distance and size, brightness) as a table, and optionally as CSV. Files, folders "
+        "and scenes play as fast as read (--realtime: at their real pace), a webcam in real time "
+        "until Ctrl-C or --duration. The agent's TELEWORK_AGENT_* variables apply; the detection "
+        "settings default to the server's defaults and can be set here.",
+    )
+    t.add_argument(
+        "--source", metavar="SOURCE",
+        help="webcam[:INDEX], video:PATH, folder:PATH or scene:demo (env TELEWORK_AGENT_SOURCE)",
+    )  # fmt: skip
+    t.add_argument("--template", type=Path, help="the user's face template (env TELEWORK_AGENT_TEMPLATE)")
+    t.add_argument("--csv", type=Path, metavar="FILE", help="also write the timeline to FILE as CSV (0600)")
+    t.add_argument("--realtime", action="store_true", help="play files and scenes at their real pace")
+    t.add_argument("--duration", type=_seconds, metavar="SECONDS", help="stop after this much source time")
+    t.add_argument(
+        "--engine",
+        choices=["auto", "dlib", "insightface"],
+        help="face engine (env TELEWORK_AGENT_FACE_ENGINE)",
+    )
+    t.add_argument(
+        "--camera", type=positive_int(0), metavar="INDEX",
+        help="webcam to use; alone it means --source webcam:INDEX (env TELEWORK_AGENT_CAMERA)",
+    )  # fmt: skip
+    t.add_argument("--resolution", metavar="WxH", help="webcam resolution (env TELEWORK_AGENT_RESOLUTION)")
+    for field in TRY_FIELDS:
+        t.add_argument(
+            flag_of(field), dest=SETTING + field, type=value_type(field), metavar=metavar(field),
+            help=flag_help(field),
+        )  # fmt: skip
+    t.set_defaults(func=cmd_agent)
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value <= 366 * 86_400:
+        raise argparse.ArgumentTypeError(f"expected seconds above 0 and at most 366 days, got {text!r}")
+    return value

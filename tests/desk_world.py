@@ -1,7 +1,8 @@
 """Shared pieces of the punch / control / local page / live settings tests.
 
-Real faces from ../shared/faces pasted by the scene composer; the only fake is the
-camera (:class:`StillCamera`: a webcam that shows whatever image the test puts in front of it).
+Real faces from ../shared/faces pasted by the scene composer; the only fakes are at the
+hardware edges: the camera (:class:`StillCamera`: a webcam that shows whatever image the test
+puts in front of it, and counts what is read from it) and the clock (:class:`ManualClock`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -66,7 +68,10 @@ def scene_image(photo: str | None, covered: bool = False) -> Image:
 
 
 class StillCamera:
-    """A webcam that shows ``image`` (None: the camera delivers nothing); ``t`` is wall-clock seconds."""
+    """A webcam that shows ``image`` (None: the camera delivers nothing); ``t`` is wall-clock seconds.
+
+    Like a webcam, a read opens the device when it is closed; ``reads``, ``opens`` and ``closes``
+    count what happened to it."""
 
     def __init__(self, image: Image | None) -> None:
         self.image = image
@@ -74,14 +79,20 @@ class StillCamera:
         self.t: float | None = None  # like a webcam: a frame not grabbed yet has no time
         self._start = time.monotonic()
         self.reads = 0
+        self.opens = 1  # opened when made, as WebcamSource is
+        self.closes = 0
+        self.is_open = True
 
     def read(self) -> Frame | None:
+        if not self.is_open:
+            self.is_open, self.opens = True, self.opens + 1
         self.reads += 1
         image = self.image
         return None if image is None else Frame(time.monotonic() - self._start, image)
 
     def close(self) -> None:
-        pass
+        if self.is_open:
+            self.is_open, self.closes = False, self.closes + 1
 
     def properties(self) -> dict[str, Any]:
         return {"index": 0, "width": 640, "height": 480, "fps": 30.0, "backend": "still"}
@@ -94,9 +105,11 @@ class Recorder:
     settings: AgentSettings = field(default_factory=AgentSettings)
     emitted: list[Any] = field(default_factory=list)
     tasks: tuple[str, ...] | None = None  # offered by the server; None: it does not say
+    stamps: list[Any] = field(default_factory=list)  # each emitted payload's ts
 
     def emit(self, payload: Any, ts: Any = None) -> Any:
         self.emitted.append(payload)
+        self.stamps.append(ts)
         return payload
 
 
@@ -125,12 +138,33 @@ def watched_pipeline(settings: AgentSettings | None = None) -> WatchedPipeline:
     return WatchedPipeline(engine(), lambda e: best_match(tpl, e), settings)
 
 
+class ManualClock:
+    """The agent's clock, moved by the test (:class:`agent.clock.AgentClock`)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.at = start
+
+    def now(self) -> datetime:
+        return self.at
+
+    def frame(self, t: float) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
 @contextlib.asynccontextmanager
 async def running_monitor(
-    desk: Desk, camera: StillCamera, evidence: RecordingEvidenceStore | None = None
+    desk: Desk,
+    camera: StillCamera,
+    evidence: RecordingEvidenceStore | None = None,
+    gated: bool = False,
 ) -> AsyncIterator[Monitor]:
-    """The real monitor on ``camera`` in real time, emitting through ``desk``, until the block ends."""
-    monitor = Monitor(desk, camera, desk.pipeline, evidence, realtime=True)
+    """The real monitor on ``camera`` in real time, emitting through ``desk``, until the block ends;
+    ``gated``: only on duty (the desk's camera gate, as the running agent), else always."""
+    gate = desk.camera_gate if gated else None
+    monitor = Monitor(desk, camera, desk.pipeline, evidence, realtime=True, clock=desk.event_clock, gate=gate)
     stop = asyncio.Event()
     task = asyncio.create_task(monitor.run(stop))
     try:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -14,19 +15,35 @@ import redis.asyncio as aioredis
 
 from agent.capture.scene import Appearance, Scene, SceneSource
 from agent.client import AgentSession
+from agent.clock import FrameClock
 from agent.config import load_monitor_config
+from agent.desk import Desk
 from agent.detect.pipeline import Pipeline
 from agent.evidence import LocalEvidence
 from agent.face.dlib_engine import DlibEngine
 from agent.face.enroll import enroll, load_images
 from agent.face.templates import Template, best_match
 from agent.monitor import Monitor
+from agent.punch import PunchRequest
 from agent.run import build_monitor_parts
 from agent.source_spec import SourceSpec, SourceSpecError, open_source, parse_source
-from realtime.protocol import AgentSettings, IncidentEvent, StateEvent, parse_agent_frame
+from realtime.protocol import (
+    AgentSettings,
+    DutyEvent,
+    DutyPayload,
+    IncidentEvent,
+    IncidentPayload,
+    StateEvent,
+    StatePayload,
+    parse_agent_frame,
+)
 from realtime.tenant_settings import publish_settings
 from telework.cli import main
+from tests.desk_world import ManualClock, Recorder, watched_pipeline
 from tests.faces import FACES, needs_faces
+from tests.waiting import wait_until
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -167,8 +184,10 @@ def test_bad_source_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 async def test_cli_source_sends_states_and_incidents_through_gateway(
     redis_url: str, aredis: aioredis.Redis, tmp_path: Path
 ) -> None:
-    """`telework agent --source folder:... --fast` against a real gateway: the tenant's settings apply, states
-    and the peeking incident (with its evidence sha256) arrive in the tenant's stream, and it exits 0."""
+    """`telework agent --source folder:... --fast` against a real gateway: off duty it reads nothing;
+    `telework agent punch in` is verified on the folder's first image, then the tenant's settings apply,
+    the duty, its first state, the states and the peeking incident (with its evidence sha256) arrive in
+    the tenant's stream, each stamped with its image's time after the punch's, and it exits 0."""
     from tests.test_agent_client import stream_records, world
 
     frames = tmp_path / "frames"
@@ -203,16 +222,23 @@ async def test_cli_source_sends_states_and_incidents_through_gateway(
             },
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
+        await wait_until(lambda: (tmp_path / "agent" / "control.json").exists(), 60, what="the local page")
+        punch = ["agent", "punch", "in", "--data-dir", str(tmp_path / "agent")]
+        assert await asyncio.to_thread(main, punch) == 0
         async with asyncio.timeout(120):
             _, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()[-2000:]
         records = [r.event for r in await stream_records(aredis, w.tenant)]
+    duty, first, *rest = records
+    assert isinstance(duty, DutyEvent) and isinstance(first, StateEvent)
+    assert (duty.payload.on_duty, first.payload.state, first.ts) == (True, "present", duty.ts)
     states = [
-        ((e.payload.trace or {})["observation"]["t"], e.payload.state)
-        for e in records
+        ((e.payload.trace or {})["observation"]["t"], e.payload.state, e.ts - duty.ts)
+        for e in rest
         if isinstance(e, StateEvent)
     ]
-    assert states == [(1.0, "present"), (3.0, "peeking"), (5.5, "present"), (8.0, "away")]
+    assert [(t, state) for t, state, _ in states] == [(3.0, "peeking"), (5.5, "present"), (8.0, "away")]
+    assert all(after.total_seconds() == t for t, _, after in states)
     incidents = [e for e in records if isinstance(e, IncidentEvent)]
     assert [(e.payload.kind, e.payload.phase) for e in incidents] == [
         ("peeking", "start"),
@@ -221,3 +247,70 @@ async def test_cli_source_sends_states_and_incidents_through_gateway(
     (sha,) = incidents[0].payload.evidence
     assert (tmp_path / "evidence" / f"{sha}.jpg").is_file()
     assert [e.seq for e in records] == list(range(1, len(records) + 1))
+
+
+def _peeker_scene(seconds: float = 9.0) -> SceneSource:
+    scene = Scene(
+        fps=2.0,
+        duration_s=seconds,
+        appearances=(
+            Appearance(FACES / "obama" / "3.jpg", 0.0, 6.0, cx=0.4, height=0.4),
+            Appearance(FACES / "biden" / "1.jpg", 2.0, 4.5, cx=0.8, cy=0.4, height=0.36),
+        ),
+    )
+    return SceneSource(scene, detect=DlibEngine(detect_width=2000).detect)
+
+
+@needs_faces
+async def test_fast_play_stamps_every_event_with_the_frames_time() -> None:
+    """--fast on a scene, camera-gated: the punch-in is verified on the scene's first frame and stamped with
+    its time (T0), like the duty's first state; every later event carries T0 + its frame's stream time, in
+    emission order, and the states are those of the scene."""
+    clock = FrameClock(T0)
+    session = Recorder(settings=AgentSettings(away_after_s=2.0))
+    desk = Desk(session, watched_pipeline(), event_clock=clock)
+    monitor = Monitor(
+        desk,
+        _peeker_scene(),
+        desk.pipeline,
+        None,
+        False,
+        clock=clock,
+        gate=desk.camera_gate,
+        opener=_peeker_scene,
+    )
+    task = asyncio.create_task(monitor.run(asyncio.Event()))
+    await wait_until(lambda: monitor.parked.is_set(), 10, what="closed off duty")
+    assert monitor.stats.frames_read == 0
+    punch = await desk.punch(PunchRequest("in"))
+    assert punch.accepted
+    await asyncio.wait_for(task, 120)
+    stamped = list(zip(session.emitted, session.stamps, strict=True))
+    assert stamped[0] == (DutyPayload(on_duty=True, verified=True), T0)
+    assert (stamped[1][0].state, stamped[1][1]) == ("present", T0)
+    states = [
+        ((p.trace or {})["observation"]["t"], p.state, ts)
+        for p, ts in stamped[2:]
+        if isinstance(p, StatePayload) and "observation" in (p.trace or {})
+    ]
+    assert [(t, state) for t, state, _ in states] == [(3.0, "peeking"), (5.5, "present"), (8.0, "away")]
+    assert all(ts == T0 + timedelta(seconds=t) for t, _, ts in states)
+    assert [ts for _, ts in stamped] == sorted(ts for _, ts in stamped)
+    incidents = [(p.kind, p.phase, ts - T0) for p, ts in stamped if isinstance(p, IncidentPayload)]
+    assert incidents == [
+        ("peeking", "start", timedelta(seconds=3)),
+        ("peeking", "end", timedelta(seconds=5.5)),
+    ]
+    assert clock.now() == T0 + timedelta(seconds=8.5)  # a punch now: the newest frame's time
+
+
+@needs_faces
+async def test_realtime_monitor_stamps_with_the_agent_clock_not_the_stream() -> None:
+    """In real time a scene's stream time (0, 0.5, ... s) is not the events' time: every event carries
+    the agent clock's time when it is emitted."""
+    clock = ManualClock(T0 + timedelta(days=3))
+    session = Recorder()
+    monitor = Monitor(session, _peeker_scene(4.0), watched_pipeline(), realtime=True, clock=clock)
+    await asyncio.wait_for(monitor.run(asyncio.Event()), 60)
+    assert [p.state for p in session.emitted if isinstance(p, StatePayload)][:1] == ["present"]
+    assert session.stamps and set(session.stamps) == {T0 + timedelta(days=3)}

@@ -117,3 +117,16 @@ def test_unavailable_observation() -> None:
         "faces": [],
         "reason": "camera 0 delivered no frame",
     }
+
+
+def test_sizes_compare_by_landmark_height_when_known() -> None:
+    """Two equal boxes whose landmark heights are 200 and 98: the second is 0.49 of the user, ignored."""
+    box_user, box_other = Box(100, 50, 200, 200), Box(400, 50, 200, 200)
+    user = Track(1, box_user, 0.0, 1.0, embedded_box=box_user, verified_at=1.0, distance=0.3, height=200.0)
+    other = Track(2, box_other, 0.0, 1.0, embedded_box=box_other, verified_at=1.0, distance=0.9, height=98.0)
+    obs = classify(1.0, [user, other], 480, LIT, P)
+    assert obs.label == "present"
+    assert [(f.height_px, round(f.rel_size, 2), f.role) for f in obs.faces] == [
+        (200, 1.0, "user"),
+        (98, 0.49, "ignored"),
+    ]

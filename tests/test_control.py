@@ -152,16 +152,15 @@ async def test_cli_punches_through_the_running_agent(
     (exit 0); a task not offered is refused, an offered one started and ended; `page` prints the URL."""
     monkeypatch.setenv("TELEWORK_AGENT_DATA_DIR", str(tmp_path))
     session = Recorder()
-    pipeline = watched_pipeline()
-    desk = Desk(session, pipeline, tasks=("Design", "Review"))
-    async with control(tmp_path, desk) as server:
-        pipeline.process(0.0, scene_image(STRANGER))
+    desk = Desk(session, watched_pipeline(), tasks=("Design", "Review"), verify_s=1.0)
+    camera = StillCamera(scene_image(STRANGER))
+    async with running_monitor(desk, camera, gated=True), control(tmp_path, desk) as server:
         code, out, err = await cli(["agent", "punch", "in"], capsys)
         assert code == 1 and out == ""
         assert err.startswith("Refused: face does not match the registered user (distance 0.")
         assert err.endswith(" > 0.4)")
 
-        pipeline.process(5.0, scene_image(USER))
+        camera.image = scene_image(USER)
         assert await cli(["agent", "punch", "in"], capsys) == (0, "Work started (face verified).", "")
         code, _, err = await cli(["agent", "task", "start", "Golf", "--data-dir", str(tmp_path)], capsys)
         assert (code, err) == (1, "Refused: unknown task Golf (offered: Design, Review)")
@@ -170,9 +169,9 @@ async def test_cli_punches_through_the_running_agent(
         )  # fmt: skip
         assert await cli(["agent", "task", "end"], capsys) == (0, "Task ended (face verified).", "")
         assert await cli(["agent", "page"], capsys) == (0, server.page_url, "")
-    assert session.emitted == [
-        DutyPayload(on_duty=True, verified=True), TaskPayload(task="Design"), TaskPayload(task=None)
-    ]  # fmt: skip
+    duty, first, *tasks = session.emitted
+    assert (duty, first.state) == (DutyPayload(on_duty=True, verified=True), "present")
+    assert tasks == [TaskPayload(task="Design"), TaskPayload(task=None)]
     assert [d.accepted for d in desk.punches] == [False, True, False, True, True]
 
 
@@ -190,26 +189,33 @@ async def test_cli_without_running_agent_says_so(tmp_path: Path, capsys: pytest.
 async def test_cli_punch_reaches_the_gateway_as_a_verified_duty_event(
     redis_url: str, aredis: aioredis.Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A real session to a real gateway, the monitor on a camera showing the user, the control channel:
-    `telework agent punch in` puts DutyEvent(on_duty, verified) into the tenant's stream."""
+    """A real session to a real gateway, the camera-gated monitor on a camera showing the user, the control
+    channel: `telework agent punch in` puts DutyEvent(on_duty, verified) into the tenant's stream, and the
+    duty's first state (present) with the same time right after it."""
     from tests.test_agent_client import FAST, running, stream_records, world
 
     async with world(redis_url, tmp_path) as w:
         session = AgentSession(w.gateway.url, w.token, FAST)
         desk = Desk(session, watched_pipeline())
         camera = StillCamera(scene_image(USER))
-        async with running(session), running_monitor(desk, camera), control(tmp_path / "agent", desk):
-            await wait_until(lambda: desk.pipeline.latest is not None, 15, what="a frame analysed")
+        gated = running_monitor(desk, camera, gated=True)
+        async with running(session), gated, control(tmp_path / "agent", desk):
             code, out, _ = await cli(["agent", "punch", "in", "--data-dir", str(tmp_path / "agent")], capsys)
             assert (code, out) == (0, "Work started (face verified).")
             async with asyncio.timeout(15):
                 await session.wait_acked()
 
-        async def duty() -> list[Any]:
-            return [r.event for r in await stream_records(aredis, w.tenant) if r.event.type == "duty"]
+        async def stored() -> list[Any]:
+            return [r.event for r in await stream_records(aredis, w.tenant)]
 
-        events = await wait_until(duty, 10, what="duty event in the stream")
-        assert [e.payload for e in events] == [DutyPayload(on_duty=True, verified=True)]
+        duty, first = await wait_until(stored, 10, what="duty and state events in the stream")
+        assert duty.payload == DutyPayload(on_duty=True, verified=True)
+        assert (first.type, first.payload.state, first.seq, first.ts) == (
+            "state",
+            "present",
+            duty.seq + 1,
+            duty.ts,
+        )
 
 
 async def test_face_registration_from_the_page_needs_the_current_user(tmp_path: Path) -> None:
@@ -217,7 +223,8 @@ async def test_face_registration_from_the_page_needs_the_current_user(tmp_path: 
     the next frames that pass the quality gate become the new template, saved and used at once."""
     pipeline = watched_pipeline()
     template_path = tmp_path / "me.json"
-    desk = Desk(Recorder(settings=AgentSettings(analysis_fps=5.0)), pipeline, template_path=template_path)
+    recorder = Recorder(settings=AgentSettings(analysis_fps=5.0))
+    desk = Desk(recorder, pipeline, template_path=template_path, verify_s=1.0)
     camera = StillCamera(scene_image(STRANGER))
     async with running_monitor(desk, camera), control(tmp_path, desk) as server:
         auth = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
@@ -291,3 +298,24 @@ def test_camera_flags_resolve_to_a_webcam_source() -> None:
     assert parse_resolution(" 1280 x 720 ") == (1280, 720)
     with pytest.raises(ValueError, match="expected 16x16 to 7680x4320, got 9999x10"):
         parse_resolution("9999x10")
+
+
+async def test_off_duty_the_page_gets_no_preview_and_says_the_camera_is_off(tmp_path: Path) -> None:
+    """Off duty (the camera closed) /preview.jpg answers 404 saying the camera is off, even with a frame
+    left from before, and /api/status says "off: not on duty" with no state."""
+    pipeline = watched_pipeline()
+    desk = Desk(Recorder(), pipeline)
+    pipeline.process(0.0, scene_image(USER))  # a frame analysed before the camera closed
+    async with control(tmp_path, desk) as server:
+        auth = {"Authorization": f"Bearer {server.token}"}
+        status, _, body = await call(server, "GET", "/preview.jpg", headers=auth)
+        assert (status, json.loads(body)) == (404, {"error": "the camera is off: not on duty"})
+        status, _, body = await call(server, "GET", "/api/status?lang=en", headers=auth)
+        reply = json.loads(body)
+        assert (status, reply["state"], reply["state_text"]) == (200, None, "Not watched (off duty)")
+        assert reply["camera_status"] == {
+            "on": False,
+            "why": "off_duty",
+            "since": None,
+            "text": "off: not on duty",
+        }

@@ -48,7 +48,8 @@ def test_encode_jpeg_scales_down() -> None:
 
 
 def test_capture_stores_both_images_by_sha256(tmp_path: Path) -> None:
-    """Camera still <= 640x480 and screenshot <= 1920x1080 are stored as <sha256>.jpg, in the record."""
+    """Camera still <= 640x480 and screenshot <= 1920x1080 are stored as <sha256>.jpg (0600, in a
+    0700 folder), in the record."""
     store = LocalEvidence(tmp_path / "evidence", screen=lambda: _image(2560, 1440, seed=1))
     record = store.capture(_image(1280, 720), "incident_start:peeking", now=NOW)
     assert [(i.kind, i.width, i.height) for i in record.images] == [
@@ -61,6 +62,8 @@ def test_capture_stores_both_images_by_sha256(tmp_path: Path) -> None:
         assert img.path == tmp_path / "evidence" / f"{img.sha256}.jpg"
         assert hashlib.sha256(data).hexdigest() == img.sha256
         assert len(data) == img.size
+        assert img.path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "evidence").stat().st_mode & 0o777 == 0o700
     assert record.sha256s == [i.sha256 for i in record.images]
     assert record.trace()["reason"] == "incident_start:peeking"
     assert record.trace()["taken_at"] == "2025-01-06T09:00:00+00:00"

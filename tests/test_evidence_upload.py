@@ -258,7 +258,8 @@ async def test_spool_keeps_images_until_the_server_confirms(
 async def test_uploads_stay_under_256_kbps_and_usage_is_reported(
     redis_url: str, database_url: str, tmp_path: Path
 ) -> None:
-    """Two 24 KB images at the default 160 kbps pace: no 1 s window above 256 kbps; usage event stored."""
+    """Two 24 KB images at the default 160 kbps pace: no 1 s window above 256 kbps; usage event stored,
+    stamped by the session's clock."""
     spool = Spool.in_dir(tmp_path / "agent")
     for i in range(2):
         spool.add_image(hashlib.sha256(str(i).encode()).digest() * 750, "camera", "periodic", T0)
@@ -269,11 +270,14 @@ async def test_uploads_stay_under_256_kbps_and_usage_is_reported(
         assert 0 < session.meter.peak_sent_kbps < 256
         now = [session.meter.clock() + 60]
         session.meter.clock = lambda: now[0]  # the current minute is over
+        stamp = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+        session.clock = lambda: stamp  # the agent's one clock (with --fast: the frames')
         reported = session.report_usage()
         assert (
             len(reported) == 1
             and sum(m.sent for m in reported[0].payload.minutes) == session.meter.total_sent
         )
+        assert reported[0].ts == stamp
         await asyncio.wait_for(session.wait_acked(), 10)
         await wait_until(lambda: any(e.type == "usage" for e in w.events()), 10, what="usage event stored")
         session.stop()

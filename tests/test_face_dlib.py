@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.face.dlib_engine import THRESHOLDS, DlibEngine, DlibModels
+from agent.capture.scene import Appearance, CropCache, Scene, SceneSource
+from agent.detect.detection import detect_at_width
+from agent.face.dlib_engine import THRESHOLDS, DlibEngine, DlibModels, landmark_height
 from agent.face.engine import FaceEngineError, Image, distance
 from agent.face.enroll import assess, enroll, load_images, verify
 from agent.face.templates import best_match
@@ -35,7 +37,7 @@ def read(path: Path) -> Image:
 
 @pytest.fixture(scope="module")
 def photo_engine() -> DlibEngine:
-    """Detection at the photos' own resolution (the live default detects at 320 px wide)."""
+    """Detection at the photos' own resolution (the default; the pipeline sizes live frames itself)."""
     return DlibEngine(detect_width=None)
 
 
@@ -140,17 +142,47 @@ def test_verify_in_a_group_photo_picks_the_matching_face(photo_engine: DlibEngin
     assert result.matched and result.faces == 3
 
 
-def test_live_engine_detects_a_webcam_sized_face() -> None:
-    """The default engine (detect at 320 px wide) finds the face of a 640x480 frame and maps its box back."""
-    live, full = DlibEngine(), DlibEngine(detect_width=None)
+def test_live_detection_at_320_px_finds_a_webcam_sized_face() -> None:
+    """Scanning a 640x480 frame at 320 px wide finds its big face and maps the box and landmarks back."""
+    engine = DlibEngine()
     photo = read(FACES / "obama" / "4.jpg")
-    (face,) = full.detect(photo)
+    (face,) = engine.detect(photo)
     cx, cy, side = face.box.x + face.box.w // 2, face.box.y + face.box.h // 2, face.box.h * 2
     region = photo[max(0, cy - side * 3 // 8) : cy + side * 3 // 8, max(0, cx - side // 2) : cx + side // 2]
     frame = np.asarray(cv2.resize(region, (640, 480), interpolation=cv2.INTER_AREA), dtype=np.uint8)
-    (a,), (b,) = live.detect(frame), full.detect(frame)
+    (a,), (b,) = detect_at_width(engine, frame, 320), engine.detect(frame)
     assert a.box.iou(b.box) > 0.6
-    assert 0.9 < live.embed(frame, a) @ full.embed(frame, b) <= 1.0 + 1e-6
+    assert a.height is not None and b.height is not None and abs(a.height / b.height - 1) < 0.05
+    assert all(
+        abs(p - q) < 6
+        for pa, pb in zip(a.landmarks, b.landmarks, strict=True)
+        for p, q in zip(pa, pb, strict=True)
+    )
+    assert 0.9 < engine.embed(frame, a) @ engine.embed(frame, b) <= 1.0 + 1e-6
+
+
+def test_the_default_engine_counts_every_face_at_full_resolution() -> None:
+    """DlibEngine(), as enrollment and punches use it, finds the small background face of obama_and_biden."""
+    assert len(DlibEngine().detect(read(FACES / "groups" / "obama_and_biden.jpg"))) == 3
+
+
+def test_landmark_height_is_continuous_where_boxes_step() -> None:
+    """A face pasted at 100-250 px: HOG box heights jump in steps of about 1.2x, the landmark height stays
+    within 5 % of the pasted size at every size and scan width."""
+    engine = DlibEngine()
+    crops = CropCache(engine.detect)
+    box_ratios, size_ratios = set(), []
+    for px in (100, 130, 160, 190, 220, 250):
+        scene = Scene(appearances=(Appearance(FACES / "kit_harington" / "1.jpg", 0, 1, height=px / 480),))
+        image = SceneSource(scene, crops=crops).frame_at(0.0)
+        assert image is not None
+        for width in (480, 640, 800):
+            (face,) = detect_at_width(engine, image, width)
+            box_ratios.add(round(face.box.h / px, 2))
+            size_ratios.append(face.size / px)
+    assert max(box_ratios) / min(box_ratios) > 1.15
+    assert all(abs(r - 1) <= 0.05 for r in size_ratios), size_ratios
+    assert landmark_height(()) is None
 
 
 def test_thresholds_and_bad_input_errors() -> None:
@@ -164,6 +196,10 @@ def test_thresholds_and_bad_input_errors() -> None:
         FaceEngineError, match=r"expected a BGR uint8 image of shape \(H, W, 3\), got uint8 array"
     ):
         engine.detect(np.zeros((10, 10), dtype=np.uint8))
+    with pytest.raises(
+        FaceEngineError, match=r"expected a BGR uint8 image of shape \(H, W, 3\), got float64"
+    ):
+        detect_at_width(engine, np.zeros((10, 10, 3)), 320)  # type: ignore[arg-type]  # the wrong type, on purpose
     missing = Path("/nonexistent/shape_predictor_5_face_landmarks.dat")
     with pytest.raises(
         FaceEngineError, match=r"dlib model file missing: .*pip install face_recognition_models"
@@ -175,4 +211,4 @@ def test_assess_of_a_group_photo_is_rejected_with_its_face_count(photo_engine: D
     """assess() keeps the gate's reason and no embedding for a rejected image."""
     result = assess(photo_engine, "two_people", read(FACES / "groups" / "two_people.jpg"))
     assert not result.accepted and result.embedding is None
-    assert result.reason == "2 faces found; expected exactly one"
+    assert result.reason == "2 faces, need exactly 1"

@@ -106,6 +106,15 @@ def test_events_off_duty_make_no_interval_and_duty_starts_blank() -> None:
     ]
 
 
+def test_the_punch_ins_state_starts_presence_with_the_duty() -> None:
+    """The agent's state sent with the punch-in (same time, next seq) opens presence at the duty's start:
+    ten quiet minutes on duty are ten minutes present, however the two events arrive."""
+    events = [duty(1, 0, True), state(2, 0, "present"), duty(3, 10, False)]
+    expected = [span("duty", "on", 0, 1, 10, 3), span("presence", "present", 0, 2, 10, 3)]
+    assert build_intervals(events) == expected
+    assert build_intervals(list(reversed(events))) == expected
+
+
 def test_gap_without_duty_off_is_closed_at_the_last_event_before_the_next_duty_on() -> None:
     """PC shut down on duty: the next day's duty on closes yesterday's intervals at its last event."""
     events = [

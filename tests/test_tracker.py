@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agent.detect.tracker import (
     Track,
     TrackerParams,
@@ -94,3 +96,13 @@ def test_record_distances_sets_verification() -> None:
         (1, None, None, None),
         (2, 0.9, 2.0, Box(10, 10, 80, 80)),
     ]
+
+
+def test_tracks_carry_each_detections_landmark_height() -> None:
+    """A face's landmark height goes into its track, new or continued; a wrong count is refused."""
+    up = update_tracks((), [USER], 0.0, 1, P, heights=[201.5])
+    assert [(tr.height, tr.size) for tr in up.tracks] == [(201.5, 201.5)]
+    up = update_tracks(up.tracks, [USER], 0.5, up.next_id, P, heights=[None])
+    assert [(tr.height, tr.size) for tr in up.tracks] == [(None, 200.0)]  # no estimate: the box's height
+    with pytest.raises(ValueError, match=r"^heights: expected one per box \(1\), got 2$"):
+        update_tracks((), [USER], 0.0, 1, P, heights=[1.0, 2.0])

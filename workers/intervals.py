@@ -8,7 +8,9 @@ Rules (documented in the README's data model section):
 * Presence and task intervals exist only while on duty (detection runs only
   on duty, and attendance counts present / away time on duty): a state or task
   event while off duty changes nothing, and each duty interval starts with no
-  presence state and no task until the next state / task event.
+  presence state and no task until the next state / task event. The agent sends
+  the duty's first state with a verified punch-in (same time, the next ``seq``),
+  so ``(ts, seq)`` order opens the duty first and its presence at the same moment.
 * Identical consecutive values merge (heartbeat merging, as ActivityWatch): a
   state or task event repeating the open value extends it and opens nothing.
 * Silence: a ``duty on`` while already on duty means the agent went away without

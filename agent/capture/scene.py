@@ -41,7 +41,7 @@ class Appearance:
     """A face in front of the camera from ``start_s`` to ``end_s`` (end excluded).
 
     ``cx``, ``cy``: the face's centre as a fraction of the frame's width and height;
-    ``height``: the face box's height as a fraction of the frame's height;
+    ``height``: the face's height (``Face.size`` of the photo's face) as a fraction of the frame's height;
     ``face_index``: which face of the photo, counted from the left (for group photos).
     """
 
@@ -113,11 +113,13 @@ class Scene:
 
 @dataclass(frozen=True)
 class FaceCrop:
-    """A face cut from a photo: the crop, the face box inside it, and a feathered alpha mask (0..1)."""
+    """A face cut from a photo: the crop, the face box inside it, a feathered alpha mask (0..1), and
+    the face's height (the detector's ``Face.size``: from landmarks when it estimates them)."""
 
     image: Image
     box: Box
     alpha: np.ndarray
+    height: float
 
 
 class CropCache:
@@ -141,7 +143,8 @@ class CropCache:
         faces = sorted(self.detect(np.asarray(image, dtype=np.uint8)), key=lambda f: f.box.x)
         if face_index >= len(faces):
             raise SceneError(f"photo {photo}: face {face_index} requested, {len(faces)} found")
-        box = faces[face_index].box
+        face = faces[face_index]
+        box = face.box
         # Square region around the face centre, margin on every side, padded by edge replication.
         side = round(max(box.w, box.h) * (1 + 2 * self.margin))
         cx, cy = box.x + box.w / 2, box.y + box.h / 2
@@ -151,7 +154,8 @@ class CropCache:
         crop = padded[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side].copy()
         inner = Box(box.x - x0, box.y - y0, box.w, box.h)
         log.debug("face crop cut", extra={"photo": str(photo), "face": face_index, "side": side})
-        return FaceCrop(np.asarray(crop, dtype=np.uint8), inner, _feathered_ellipse(side, self.margin))
+        alpha = _feathered_ellipse(side, self.margin)
+        return FaceCrop(np.asarray(crop, dtype=np.uint8), inner, alpha, face.size)
 
 
 def _feathered_ellipse(side: int, margin: float) -> np.ndarray:
@@ -200,7 +204,7 @@ def covered_frame(width: int, height: int, seed: int = 0) -> Image:
 
 def paste(frame: Image, crop: FaceCrop, cx: float, cy: float, face_px: float) -> Image:
     """``frame`` with ``crop`` scaled so its face is ``face_px`` high, face centred at (cx, cy) pixels."""
-    scale = face_px / crop.box.h
+    scale = face_px / crop.height
     side = max(2, round(crop.image.shape[0] * scale))
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     patch = cv2.resize(crop.image, (side, side), interpolation=interpolation).astype(np.float32)

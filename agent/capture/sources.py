@@ -4,13 +4,16 @@ A Frame carries ``t``, seconds on the source's clock (wall-clock seconds since
 opening for a webcam; the position in the stream for files and scenes), and a
 BGR ``uint8`` image. ``read()`` returning None means no frame is available now:
 the camera is unavailable, or a file/folder has ended (``ended`` tells which).
-Every source is a :class:`FrameSource`.
+Every source is a :class:`FrameSource`. A source never waits: a reader that plays it in
+real time reads on the deadline schedule of :mod:`agent.pacing` (the monitor, ``agent try``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -67,14 +70,36 @@ class CameraInfo:
     backend: str
 
 
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log silenced while probing cameras: a missing index makes its backends print
+    a dozen lines each on stderr; the agent says what failed in one line of its own."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def open_camera(index: int) -> cv2.VideoCapture | None:
+    """The camera at ``index`` opened, or None when there is none there (or it is in use)."""
+    with quiet_opencv():
+        capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        capture.release()
+        return None
+    return capture
+
+
 def list_cameras(max_index: int = 4) -> list[CameraInfo]:
     """Cameras at indexes 0..max_index that open and deliver a frame."""
     found = []
     for index in range(max_index + 1):
-        capture = cv2.VideoCapture(index)
+        capture = open_camera(index)
+        if capture is None:
+            continue
         try:
-            if not capture.isOpened():
-                continue
             ok, image = capture.read()
             if not ok or image is None:
                 continue
@@ -115,9 +140,8 @@ class WebcamSource:
         return None
 
     def _open(self) -> cv2.VideoCapture | None:
-        capture = cv2.VideoCapture(self.index)
-        if not capture.isOpened():
-            capture.release()
+        capture = open_camera(self.index)
+        if capture is None:
             return None
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
         capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)

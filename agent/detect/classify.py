@@ -7,7 +7,8 @@ time, whether the label becomes the state.
 
 * ``present``: the closest face within ``threshold`` of the template is the user;
 * ``peeking``: the user plus another face at least ``other_face_min_ratio`` of the
-  user's face height (a face much smaller than the user's is far away: ignored);
+  user's face height (a face much smaller than the user's is far away: ignored); face
+  heights are the tracks' ``size`` (from landmarks when the engine estimates it);
 * ``impersonation``: no user, and a face at least ``stranger_min_face_frac`` of the
   frame height (someone sitting in front of the PC, not a passer-by far behind);
 * ``camera_blocked``: no face, and the frame is dark (mean luminance below
@@ -112,7 +113,8 @@ def unavailable(t: float, threshold: float, reason: str) -> Observation:
     return Observation(t=t, label="camera_unavailable", threshold=threshold, reason=reason)
 
 
-def _user(tracks: Sequence[Track], threshold: float) -> Track | None:
+def user_track(tracks: Sequence[Track], threshold: float) -> Track | None:
+    """The closest track within ``threshold`` of the template (the user), or None."""
     matching = [tr for tr in tracks if tr.distance is not None and tr.distance <= threshold]
     return min(matching, key=lambda tr: (tr.distance, tr.id)) if matching else None
 
@@ -123,18 +125,18 @@ def classify(
     """The label of one frame from its visible ``tracks`` (with distances) and luminance ``stats``."""
     if frame_height <= 0:
         raise ValueError(f"frame_height: expected a positive number of pixels, got {frame_height}")
-    user = _user(tracks, params.threshold)
+    user = user_track(tracks, params.threshold)
     notes: list[FaceNote] = []
     for tr in sorted(tracks, key=lambda tr: tr.id):
         if user is not None:
-            rel = tr.box.h / max(1, user.box.h)
+            rel = tr.size / max(1.0, user.size)
             role: Role = (
                 "user" if tr.id == user.id else "other" if rel >= params.other_face_min_ratio else "ignored"
             )
         else:
-            rel = tr.box.h / frame_height
+            rel = tr.size / frame_height
             role = "stranger" if rel >= params.stranger_min_face_frac else "ignored"
-        notes.append(FaceNote(tr.id, tr.distance, tr.box.h, rel, role))
+        notes.append(FaceNote(tr.id, tr.distance, round(tr.size), rel, role))
     dark = stats.luma_mean < params.dark_luma
     uniform = stats.luma_std < params.uniform_std
     roles = {n.role for n in notes}

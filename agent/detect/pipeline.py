@@ -1,8 +1,9 @@
 """One analysed frame: detect, track, embed what needs it, classify, step the state machine.
 
-The engine detects on every analysed frame (at reduced size: the dlib engine scales
-frames to its ``detect_width``); only face tracks that are new, moved, or due for
-re-verification are embedded (:mod:`agent.detect.tracker`). The classification and the
+The engine detects on every analysed frame, scaled to the width
+:func:`~agent.detect.detection.plan_width` chooses so that the smallest face that counts
+(relative to the user's face of the previous frame) is found; only face tracks that are
+new, moved, or due for re-verification are embedded (:mod:`agent.detect.tracker`). The classification and the
 state machine are pure; this class only holds their state between frames and calls
 the engine. Settings can be replaced at any time (``pipeline.settings = ...``): the
 next frame uses them.
@@ -15,9 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.detect.classify import ClassifyParams, Observation, classify, frame_stats, unavailable
+from agent.detect.detection import (
+    DetectionParams,
+    detect_at_width,
+    plan_width,
+    smallest_counted_face,
+    user_height,
+)
 from agent.detect.state_machine import MachineParams, MachineState, Transition, step
 from agent.detect.tracker import Track, TrackerParams, record_distances, update_tracks, visible
-from agent.face.engine import Embedding, FaceEngine, FaceEngineError, Image
+from agent.face.engine import Embedding, Face, FaceEngine, FaceEngineError, Image
 from realtime.protocol import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -34,6 +42,7 @@ class FrameResult:
     state: str | None
     detected: int = 0
     embedded: int = 0
+    detect_width: int | None = None  # the width the frame was scanned at (None: no frame)
 
 
 class Pipeline:
@@ -46,11 +55,14 @@ class Pipeline:
         settings: AgentSettings | None = None,
         tracker: TrackerParams | None = None,
         embed_every_frame: bool = False,
+        detection: DetectionParams | None = None,
     ) -> None:
         self.engine = engine
         self.matcher = matcher
         self.settings = settings or AgentSettings()
         self.tracker_params = tracker or TrackerParams()
+        self.detection = detection or DetectionParams()
+        self._width: tuple[tuple[bool, int], int] | None = None  # ((user known, frame width), width)
         self.embed_every_frame = embed_every_frame  # the naive baseline, for benchmarks
         self.tracks: tuple[Track, ...] = ()
         self.machine = MachineState()
@@ -69,10 +81,30 @@ class Pipeline:
     def machine_params(self) -> MachineParams:
         return MachineParams.from_settings(self.settings)
 
+    def detect(self, image: Image) -> tuple[list[Face], int]:
+        """The faces of a live frame and the width it was scanned at (planned from the current tracks)."""
+        params = self.classify_params()
+        user = user_height(self.tracks, params.threshold)
+        smallest = smallest_counted_face(
+            image.shape[0], user, params.other_face_min_ratio, params.stranger_min_face_frac
+        )
+        basis = (user is not None, image.shape[1])  # a width planned on another basis is not kept
+        previous = self._width[1] if self._width is not None and self._width[0] == basis else None
+        width = plan_width(image.shape[1], smallest, self.detection, previous, image.shape[0])
+        self._width = (basis, width)
+        return detect_at_width(self.engine, image, width), width
+
     def process(self, t: float, image: Image) -> FrameResult:
         """Analyse the frame taken at ``t`` (seconds on the source's clock)."""
-        faces = self.engine.detect(image)
-        update = update_tracks(self.tracks, [f.box for f in faces], t, self._next_id, self.tracker_params)
+        faces, width = self.detect(image)
+        update = update_tracks(
+            self.tracks,
+            [f.box for f in faces],
+            t,
+            self._next_id,
+            self.tracker_params,
+            [f.height for f in faces],
+        )
         if self.embed_every_frame:
             todo = [tr.id for tr in visible(update.tracks, t)]
         else:
@@ -87,7 +119,7 @@ class Pipeline:
         self.tracks = record_distances(update.tracks, distances, t)
         self._next_id = update.next_id
         obs = classify(t, visible(self.tracks, t), image.shape[0], frame_stats(image), self.classify_params())
-        return self._step(obs, detected=len(faces), embedded=len(distances))
+        return self._step(obs, detected=len(faces), embedded=len(distances), width=width)
 
     def missing(self, t: float, reason: str = "no frame from the camera") -> FrameResult:
         """Record that no frame was available at ``t`` (camera unavailable)."""
@@ -95,7 +127,9 @@ class Pipeline:
         obs = unavailable(t, self.engine.threshold(self.settings.threshold_level), reason)
         return self._step(obs)
 
-    def _step(self, obs: Observation, detected: int = 0, embedded: int = 0) -> FrameResult:
+    def _step(
+        self, obs: Observation, detected: int = 0, embedded: int = 0, width: int | None = None
+    ) -> FrameResult:
         self.machine, transition = step(self.machine, obs, self.machine_params())
         if transition is not None:
             log.info(
@@ -104,4 +138,4 @@ class Pipeline:
                 transition.state,
                 extra={"t": obs.t, "rule": transition.trace["rule"], "held_s": transition.trace["held_s"]},
             )
-        return FrameResult(obs, transition, self.machine.state, detected, embedded)
+        return FrameResult(obs, transition, self.machine.state, detected, embedded, width)

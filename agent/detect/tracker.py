@@ -40,6 +40,12 @@ class Track:
     verified_at: float | None = None
     distance: float | None = None
     missed: int = 0
+    height: float | None = None  # the face's height from its landmarks (Face.height), if estimated
+
+    @property
+    def size(self) -> float:
+        """The face's height in pixels: the landmark estimate if any, else the box's."""
+        return self.height if self.height is not None else float(self.box.h)
 
     def visible_at(self, t: float) -> bool:
         return self.last_seen == t
@@ -86,8 +92,13 @@ def update_tracks(
     t: float,
     next_id: int,
     params: TrackerParams = TrackerParams(),
+    heights: Sequence[float | None] | None = None,
 ) -> TrackUpdate:
-    """Continue ``tracks`` with the face ``boxes`` detected at time ``t``."""
+    """Continue ``tracks`` with the face ``boxes`` detected at time ``t`` (``heights``: each box's
+    face height from landmarks, or None)."""
+    if heights is not None and len(heights) != len(boxes):
+        raise ValueError(f"heights: expected one per box ({len(boxes)}), got {len(heights)}")
+    sizes = list(heights) if heights is not None else [None] * len(boxes)
     pairs = _pairs(tracks, boxes, params.match_iou)
     box_of = {ti: bi for ti, bi in pairs}
     matched_boxes = {bi for _, bi in pairs}
@@ -95,13 +106,14 @@ def update_tracks(
     detection_of: dict[int, int] = {}
     for ti, track in enumerate(tracks):
         if ti in box_of:
-            out.append(replace(track, box=boxes[box_of[ti]], last_seen=t, missed=0))
+            bi = box_of[ti]
+            out.append(replace(track, box=boxes[bi], last_seen=t, missed=0, height=sizes[bi]))
             detection_of[track.id] = box_of[ti]
         elif track.missed < params.max_missed:
             out.append(replace(track, missed=track.missed + 1))
     for bi, box in enumerate(boxes):
         if bi not in matched_boxes:
-            out.append(Track(id=next_id, box=box, first_seen=t, last_seen=t))
+            out.append(Track(id=next_id, box=box, first_seen=t, last_seen=t, height=sizes[bi]))
             detection_of[next_id] = bi
             next_id += 1
     need = [

@@ -1,10 +1,13 @@
 """The ``dlib`` face backend: HOG detector, 5-point landmarks, ResNet embeddings.
 
 The model files come from the ``face_recognition_models`` package (weights
-usable commercially); nothing is downloaded. Detection runs on a copy of the
-image scaled down to ``detect_width`` pixels wide (the expensive part of a
-frame), boxes are mapped back to the full image, and the embedding is
-computed on the full-resolution image from its 5 landmarks.
+usable commercially); nothing is downloaded. Detection runs on the image as
+given (full resolution: enrollment and punch verification count every face
+the photo holds); the live pipeline scales frames itself
+(:mod:`agent.detect.detection`). The HOG detector scans an 80x80 window, so it
+finds faces down to about 80 px high in the image it scans
+(``DetectionParams.target_px``). The embedding is computed on the full-resolution
+image from its 5 landmarks.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ INSTALL_HINT = "pip install face_recognition_models"
 # same-person pairs are <= 0.361 (raw <= 0.521) and all different-person pairs
 # >= 0.442 (raw >= 0.656); level 3 sits in the middle of that gap.
 THRESHOLDS: dict[int, float] = {1: 0.45, 2: 0.425, 3: 0.40, 4: 0.375, 5: 0.35}
+# Distance between the eye centres, and from their midpoint to the nose, per box height (the mean
+# over the single-face photos of ../shared/faces, pasted at 70-200 px): see landmark_height.
+EYES_PER_HEIGHT = 0.409
+NOSE_PER_HEIGHT = 0.310
 
 
 @dataclass(frozen=True)
@@ -79,10 +86,11 @@ class DlibEngine:
     model_version = MODEL_VERSION
 
     def __init__(
-        self, upsample: int = 0, detect_width: int | None = 320, models: DlibModels | None = None
+        self, upsample: int = 0, detect_width: int | None = None, models: DlibModels | None = None
     ) -> None:
-        """``detect_width``: width detection runs at (None = the image's own size); ``upsample``:
-        dlib's pyramid upsampling (each step finds faces half as large, at about 4x the cost).
+        """``detect_width``: images wider than this are scaled down to it before detection (None,
+        the default: the image's own size, as enrollment and punches need); ``upsample``: dlib's
+        pyramid upsampling (each step finds faces half as large, at about 4x the cost).
         The models are loaded once per process, so several engines with other options are cheap."""
         if upsample < 0:
             raise ValueError(f"upsample: expected 0 or more, got {upsample}")
@@ -134,7 +142,8 @@ class DlibEngine:
             if box.area > 0:
                 if full_rgb is None:
                     full_rgb = np.ascontiguousarray(image[:, :, ::-1])
-                faces.append(Face(box=box, landmarks=self._landmarks(full_rgb, box), score=float(score)))
+                points = self._landmarks(full_rgb, box)
+                faces.append(Face(box, points, float(score), landmark_height(points)))
         return sorted(faces, key=lambda f: f.score, reverse=True)
 
     def embed(self, image: Image, face: Face) -> Embedding:
@@ -148,6 +157,23 @@ class DlibEngine:
     def _landmarks(self, rgb: Image, box: Box) -> tuple[tuple[float, float], ...]:
         shape = self._predictor(rgb, _rect(box))
         return tuple((float(shape.part(i).x), float(shape.part(i).y)) for i in range(shape.num_parts))
+
+
+def landmark_height(points: tuple[tuple[float, float], ...]) -> float | None:
+    """The face height that dlib's 5 landmarks (two eye-corner pairs, nose) imply, or None.
+
+    HOG boxes come in steps of about 1.2x, so two faces' box heights can be 20 % off their
+    true ratio; the landmarks follow the face continuously. The larger of two estimates
+    (from the distance between the eye centres, and from the eyes' midpoint to the nose,
+    which a turned head does not shorten) scaled by their mean ratio to the box height
+    over ../shared/faces (0.409 and 0.310 of the box height)."""
+    if len(points) != 5:
+        return None
+    p = np.asarray(points, dtype=np.float64)
+    right, left = (p[0] + p[1]) / 2, (p[2] + p[3]) / 2
+    eyes = float(np.linalg.norm(right - left))
+    nose = float(np.linalg.norm(p[4] - (right + left) / 2))
+    return max(eyes / EYES_PER_HEIGHT, nose / NOSE_PER_HEIGHT)
 
 
 @lru_cache(maxsize=4)

@@ -54,11 +54,21 @@ class Box:
 
 @dataclass(frozen=True)
 class Face:
-    """One detected face: box, landmarks (N x 2, image pixels) and detector score."""
+    """One detected face: box, landmarks (N x 2, image pixels) and detector score.
+
+    ``height``: the face's height estimated from its landmarks, when the engine's boxes come
+    in coarse steps (dlib's HOG boxes: steps of about 1.2x), so faces compare by size
+    precisely; None: the box's height is precise enough."""
 
     box: Box
     landmarks: tuple[tuple[float, float], ...]
     score: float
+    height: float | None = None
+
+    @property
+    def size(self) -> float:
+        """The face's height in pixels: ``height`` if estimated, else the box's."""
+        return self.height if self.height is not None else float(self.box.h)
 
 
 class FaceEngine(Protocol):

@@ -1,15 +1,18 @@
 """Enrollment (images -> template) and verification (image + template -> match or not).
 
-Each enrollment image goes through the quality gate; accepted images give an
-embedding, rejected ones keep their reason. Photos come from files
-(``load_images``) or from a frame source such as the webcam (``capture``).
+Each enrollment image goes through the quality gate, its faces found at full
+resolution; accepted images give an embedding, rejected ones keep their reason.
+Then the accepted images must show one person (:mod:`agent.face.identity`, at the
+engine's loosest level): an image too far from the others is rejected with its
+distance. Photos come from files (``load_images``) or from a frame source such as
+the webcam (``capture``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,13 +20,15 @@ import cv2
 import numpy as np
 
 from agent.capture.sources import IMAGE_SUFFIXES, FrameSource
-from agent.face.engine import Box, Embedding, FaceEngine, Image
+from agent.face.engine import LEVELS, Box, Embedding, FaceEngine, Image, distance
+from agent.face.identity import consistent
 from agent.face.quality import QualityLimits, QualityResult, check_limits
 from agent.face.templates import Template, TemplateError, best_match
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEVEL = 3
+MAX_IMAGE_SIDE = 8192  # pixels; a larger photo is refused rather than scanned for minutes
 
 
 class ImageLoadError(ValueError):
@@ -38,13 +43,17 @@ class ImageResult:
     quality: QualityResult
     embedding: Embedding | None = None
     box: Box | None = None
+    other_person: tuple[float, float] | None = None  # (distance to the others, limit) when rejected so
 
     @property
     def accepted(self) -> bool:
-        return self.embedding is not None
+        return self.embedding is not None and self.other_person is None
 
     @property
     def reason(self) -> str | None:
+        if self.other_person is not None:
+            found, limit = self.other_person
+            return f"not the same person as the other images: distance {found:.2f}, need at most {limit:.2f}"
         return self.quality.reason
 
 
@@ -76,7 +85,7 @@ class ImageMatch:
 
 
 def assess(engine: FaceEngine, name: str, image: Image, limits: QualityLimits | None = None) -> ImageResult:
-    """Detect, gate and (if accepted) embed one image."""
+    """Detect (at full resolution), gate and (if accepted) embed one image."""
     faces = engine.detect(image)
     quality = check_limits(image, faces, limits or QualityLimits())
     if not quality.ok:
@@ -104,8 +113,28 @@ def enroll(
     return _finish(engine, results, now)
 
 
-def _finish(engine: FaceEngine, results: Sequence[ImageResult], now: datetime | None) -> Enrollment:
-    embeddings = tuple(r.embedding for r in results if r.embedding is not None)
+def same_person(engine: FaceEngine, results: Sequence[ImageResult]) -> tuple[ImageResult, ...]:
+    """``results`` with every accepted image too far from the other accepted ones rejected
+    (pairwise distances within ``engine.threshold`` of the loosest level); order kept."""
+    limit = engine.threshold(LEVELS[0])
+    pairs = [(i, r.embedding) for i, r in enumerate(results) if r.accepted and r.embedding is not None]
+    check = consistent([embedding for _, embedding in pairs], limit)
+    out = list(results)
+    for position, far in check.outliers.items():
+        index = pairs[position][0]
+        out[index] = replace(results[index], other_person=(far, limit))
+        log.warning(
+            "enrollment image %s: rejected (%s)",
+            results[index].name,
+            out[index].reason,
+            extra={"image": results[index].name, "distance": round(far, 4), "limit": limit},
+        )
+    return tuple(out)
+
+
+def _finish(engine: FaceEngine, checked: Sequence[ImageResult], now: datetime | None) -> Enrollment:
+    results = same_person(engine, checked)
+    embeddings = tuple(r.embedding for r in results if r.accepted and r.embedding is not None)
     created = now or datetime.now(UTC)
     template = Template(engine.name, engine.model_version, embeddings, created) if embeddings else None
     log.info(
@@ -159,6 +188,12 @@ def load_images(paths: Iterable[Path | str]) -> list[tuple[str, Image]]:
         if image is None:
             problems.append(f"{path}: not an image OpenCV can read (expected JPEG, PNG, BMP, WebP or TIFF)")
             continue
+        height, width = image.shape[:2]
+        if max(height, width) > MAX_IMAGE_SIDE:  # detection runs at full resolution: bounded
+            problems.append(
+                f"{path}: image too large: {width}x{height} px, need at most {MAX_IMAGE_SIDE} a side"
+            )
+            continue
         images.append((str(path), np.asarray(image, dtype=np.uint8)))
     if problems:
         raise ImageLoadError("cannot load enrollment images:\n  " + "\n  ".join(problems))
@@ -175,8 +210,9 @@ def capture(
     now: datetime | None = None,
 ) -> Enrollment:
     """Read frames from ``source`` until ``count`` pass the gate (at least ``min_interval_s`` apart on
-    the source's clock) or ``max_frames`` reads; the Enrollment lists the accepted frames and, once,
-    each distinct rejection reason."""
+    the source's clock) or ``max_frames`` reads; the Enrollment lists the accepted frames and the
+    first frame of each kind of rejection (a frame of another person than the frames already taken
+    is one kind)."""
     if count < 1:
         raise ValueError(f"count: expected at least 1 image, got {count}")
     accepted: list[ImageResult] = []
@@ -191,6 +227,10 @@ def capture(
         if last_t is not None and frame.t - last_t < min_interval_s:
             continue
         result = assess(engine, f"frame at {frame.t:.2f} s", frame.image, limits)
+        if result.accepted and result.embedding is not None and accepted:
+            far = max(distance(result.embedding, a.embedding) for a in accepted if a.embedding is not None)
+            if far > (limit := engine.threshold(LEVELS[0])):  # another person than the frames taken
+                result = replace(result, other_person=(far, limit))
         if result.accepted:
             accepted.append(result)
             last_t = frame.t
@@ -202,8 +242,8 @@ def capture(
             )
             if len(accepted) == count:
                 break
-        elif result.reason is not None and result.reason not in rejected:
-            rejected[result.reason] = result
+        elif result.reason is not None and (kind := result.reason.split(":", 1)[0]) not in rejected:
+            rejected[kind] = result
             log.info("enrollment frame rejected: %s", result.reason, extra={"reason": result.reason})
     if len(accepted) < count:
         log.warning(
@@ -227,5 +267,6 @@ __all__ = [
     "enroll",
     "image_paths",
     "load_images",
+    "same_person",
     "verify",
 ]

@@ -7,9 +7,11 @@ template against another engine is an error, not a silent mismatch.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -17,6 +19,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from agent.face.engine import Embedding, FaceEngine, FaceEngineError, distance, normalise
 
 FORMAT_VERSION = 1
+MAX_EMBEDDINGS = 1000  # a template file is parsed before anything else: bounded
+MAX_DIM = 4096
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
 
 
 class TemplateError(ValueError):
@@ -30,7 +37,9 @@ class _TemplateFile(BaseModel):
     engine: str = Field(min_length=1)
     model_version: str = Field(min_length=1)
     created_at: AwareDatetime
-    embeddings: list[list[float]] = Field(min_length=1)
+    embeddings: list[Annotated[list[FiniteFloat], Field(min_length=1, max_length=MAX_DIM)]] = Field(
+        min_length=1, max_length=MAX_EMBEDDINGS
+    )
 
 
 @dataclass(frozen=True)
@@ -76,11 +85,22 @@ class Template:
         return cls(data.engine, data.model_version, embeddings, data.created_at)
 
     def save(self, path: Path | str) -> Path:
-        """Write the template atomically (temporary file, then rename)."""
+        """Write the template atomically (temporary file, fsync, rename), readable by its owner only:
+        the file 0600, folders it creates 0700 (a face template is personal data)."""
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_private_folder(target.parent)
         temporary = target.with_name(target.name + ".tmp")
-        temporary.write_text(self.to_json(), encoding="utf-8")
+        temporary.unlink(missing_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            os.fchmod(fd, FILE_MODE)  # whatever the umask
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(self.to_json())
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         temporary.replace(target)
         return target
 
@@ -104,6 +124,18 @@ class Template:
                 f"template was made with {self.engine} {self.model_version}, the engine is "
                 f"{engine.name} {engine.model_version}: enroll again with this engine"
             )
+
+
+def _make_private_folder(folder: Path) -> None:
+    """Create ``folder`` and its missing parents 0700; an existing folder is left as it is."""
+    missing = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for created in reversed(missing):
+        created.mkdir(mode=FOLDER_MODE, exist_ok=True)
+        created.chmod(FOLDER_MODE)  # mkdir's mode is reduced by the umask
 
 
 def best_match(template: Template, embedding: Embedding) -> float:
