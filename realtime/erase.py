@@ -1,7 +1,10 @@
 """A person's erasure, in Redis: their agents' events, dead letters and live states.
 
-``telework admin erase-user`` erases the database first, then calls :func:`erase_agents` with
-the user's agents (read before the erasure unlinks them) to remove, in the tenant's keys:
+The keys are declared in :data:`storage.personal_registry.REDIS`. ``telework admin erase-user``
+(:mod:`telework.erase_user`) revokes the agents, waits until their sessions are closed
+(:func:`wait_offline`), calls :func:`erase_agents` before and again after the database erasure,
+and then has Redis rewrite its append-only file (:func:`rewrite_files`), which still held the
+erased commands. :func:`erase_agents` removes, in the tenant's keys:
 
 * every entry of the event stream whose ``agent_id`` is one of them (XRANGE in pages, then, per
   page and in one MULTI, XACK in every consumer group and XDEL): an entry still pending is acked
@@ -9,22 +12,23 @@ the user's agents (read before the erasure unlinks them) to remove, in the tenan
   dead letter; one not yet delivered is never delivered;
 * every dead letter whose failed entry names one of them (parsed, or for an entry that does not
   parse, its text mentioning ``"agent_id": "<agent>"``);
-* their fields of the live hash (HDEL), each followed by a PUBLISH on the live channel of the
-  agent's state with the person taken out (no user, state, duty or task; offline), so open live
-  pages drop the person at once (a page loaded afterwards does not see the agent at all).
+* their fields of the live hash, with a ``LiveRemoved`` on the live channel for each
+  (:func:`realtime.live.removal`), so open live pages drop the agent's row at once (a page loaded
+  afterwards does not see the agent at all).
 
-An event a worker has already read and is committing while this runs can still reach the
-database; the agents keep sending unless they are revoked (``telework admin agent revoke``).
-
-Pure: :func:`entry_agent`, :func:`letter_agent`, :func:`scrubbed`. I/O: :func:`erase_agents`.
+Pure: :func:`entry_agent`, :func:`letter_agent`, :func:`still_online`.
+I/O: :func:`erase_agents` (and :func:`agents_data`, the same for an export), :func:`wait_offline`,
+:func:`rewrite_files`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Collection, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -32,12 +36,14 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from realtime import keys
-from realtime.protocol import LiveState, ProtocolError, encode, parse_record
+from realtime.live import removal
+from realtime.protocol import LiveState, ProtocolError, parse_record
 from realtime.stream_positions import next_id
 
 log = logging.getLogger(__name__)
 
 PAGE = 1000  # entries read per XRANGE
+POLL_S = 0.1  # how often wait_offline and rewrite_files look again
 _AGENT_ID = re.compile(r'"agent_id"\s*:\s*"([^"\\]*)"')
 
 
@@ -51,6 +57,13 @@ class RedisErasure:
 
     def counts(self) -> dict[str, int]:
         return asdict(self)
+
+    def __add__(self, other: RedisErasure) -> RedisErasure:
+        return RedisErasure(
+            self.events + other.events,
+            self.dead_letters + other.dead_letters,
+            self.live_states + other.live_states,
+        )
 
 
 def _text(value: Any) -> str:
@@ -91,17 +104,6 @@ def letter_agent(fields: Mapping[Any, Any]) -> str | None:
     return entry_agent({k: v for k, v in inner.items() if isinstance(v, str)})
 
 
-def scrubbed(live: LiveState | None, tenant: str, agent_id: str, now: datetime) -> LiveState:
-    """The state published for an erased agent: offline, without the person or what they did."""
-    return LiveState(
-        tenant=tenant,
-        agent_id=agent_id,
-        online=False,
-        last_seen=max(live.last_seen, now) if live is not None else now,
-        last_seq=live.last_seq if live is not None else 0,
-    )
-
-
 async def _groups(redis: Any, stream: str) -> list[str]:
     try:
         return [_text(g.get("name", g.get(b"name"))) for g in await redis.xinfo_groups(stream)]
@@ -111,6 +113,27 @@ async def _groups(redis: Any, stream: str) -> list[str]:
         raise
 
 
+async def _pages(
+    redis: Any, stream: str, pick: Callable[[Mapping[Any, Any]], bool], page: int
+) -> AsyncIterator[list[tuple[str, Mapping[Any, Any]]]]:
+    """XRANGE ``stream`` in pages up to its newest entry at the start; per page, the entries
+    ``pick(fields)`` chooses (pages without any are skipped)."""
+    newest = await redis.xrevrange(stream, count=1)
+    if not newest:
+        return
+    end, start = _text(newest[0][0]), "-"
+    while True:
+        entries = await redis.xrange(stream, min=start, max=end, count=page)
+        if not entries:
+            return
+        chosen = [(_text(entry_id), fields or {}) for entry_id, fields in entries if pick(fields or {})]
+        if chosen:
+            yield chosen
+        if len(entries) < page:
+            return
+        start = next_id(_text(entries[-1][0]))
+
+
 async def _delete_entries(
     redis: Any,
     stream: str,
@@ -118,28 +141,44 @@ async def _delete_entries(
     page: int,
     acked_in: Collection[str] = (),
 ) -> int:
-    """XRANGE ``stream`` in pages up to its newest entry at the start; XACK (in every group of
-    ``acked_in``) and XDEL the entries ``doomed(fields)`` picks, a page in one MULTI."""
-    newest = await redis.xrevrange(stream, count=1)
-    if not newest:
-        return 0
-    end = _text(newest[0][0])
-    deleted, start = 0, "-"
-    while True:
-        entries = await redis.xrange(stream, min=start, max=end, count=page)
-        if not entries:
-            return deleted
-        ids = [_text(entry_id) for entry_id, fields in entries if doomed(fields or {})]
-        if ids:
-            async with redis.pipeline(transaction=True) as pipe:
-                for group in acked_in:
-                    pipe.xack(stream, group, *ids)
-                pipe.xdel(stream, *ids)
-                replies = await pipe.execute()
-            deleted += int(replies[-1])
-        if len(entries) < page:
-            return deleted
-        start = next_id(_text(entries[-1][0]))
+    """XACK (in every group of ``acked_in``) and XDEL the entries ``doomed(fields)`` picks, a page
+    in one MULTI."""
+    deleted = 0
+    async for chosen in _pages(redis, stream, doomed, page):
+        ids = [entry_id for entry_id, _fields in chosen]
+        async with redis.pipeline(transaction=True) as pipe:
+            for group in acked_in:
+                pipe.xack(stream, group, *ids)
+            pipe.xdel(stream, *ids)
+            replies = await pipe.execute()
+        deleted += int(replies[-1])
+    return deleted
+
+
+async def agents_data(
+    redis: Any, tenant: str, agents: Collection[str], page: int = PAGE
+) -> dict[str, list[dict[str, Any]]]:
+    """For an export: what :func:`erase_agents` would remove, per key (entries as their texts)."""
+    wanted = frozenset(agents)
+    out: dict[str, list[dict[str, Any]]] = {}
+    picks: list[tuple[str, Callable[[Mapping[Any, Any]], bool]]] = [
+        (keys.events_stream(tenant), lambda f: entry_agent(f) in wanted),
+        (keys.dead_letter_stream(tenant), lambda f: letter_agent(f) in wanted),
+    ]
+    for stream, pick in picks:
+        out[stream] = [
+            {"id": entry_id, **{_text(k): _text(v) for k, v in fields.items()}}
+            async for chosen in _pages(redis, stream, pick, page)
+            for entry_id, fields in chosen
+        ] if wanted else []  # fmt: skip
+    ordered = sorted(wanted)
+    held = await redis.hmget(keys.live_hash(tenant), ordered) if ordered else []
+    out[keys.live_hash(tenant)] = [
+        {"agent_id": agent_id, "state": _text(raw)}
+        for agent_id, raw in zip(ordered, held, strict=True)
+        if raw
+    ]
+    return out
 
 
 async def erase_agents(
@@ -163,15 +202,66 @@ async def erase_agents(
         for agent_id, raw in zip(ordered, held, strict=True):
             if raw is None:
                 continue
-            try:
-                live: LiveState | None = parse_record(raw, LiveState)
-            except ProtocolError:
-                live = None
-            pipe.hdel(keys.live_hash(tenant), agent_id)
-            pipe.publish(keys.live_channel(tenant), encode(scrubbed(live, tenant, agent_id, now)))
+            for command in removal(tenant, agent_id, now):
+                pipe.execute_command(*command)
             live_states += 1
         if live_states:
             await pipe.execute()
     erased = RedisErasure(events, letters, live_states)
     log.info("erased agents from redis", extra={"tenant": tenant, "agents": len(wanted), **erased.counts()})
     return erased
+
+
+def still_online(agents: Collection[str], held: Collection[Any]) -> list[str]:
+    """Pure: the agents (in order) whose live state (raw JSON or None, same order) says online."""
+    online: list[str] = []
+    for agent_id, raw in zip(agents, held, strict=True):
+        if raw is None:
+            continue
+        try:
+            if parse_record(raw, LiveState).online:
+                online.append(agent_id)
+        except ProtocolError:
+            continue
+    return online
+
+
+async def wait_offline(redis: Any, tenant: str, agents: Collection[str], timeout_s: float) -> list[str]:
+    """Wait until no live state of ``agents`` says online (their sessions ended); those still online
+    after ``timeout_s`` (a gateway that stopped without marking them offline)."""
+    ordered = sorted(agents)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        online = still_online(ordered, await redis.hmget(keys.live_hash(tenant), ordered)) if ordered else []
+        if not online or time.monotonic() >= deadline:
+            return online
+        await asyncio.sleep(POLL_S)
+
+
+async def rewrite_files(redis: Any, timeout_s: float = 60.0) -> str:
+    """Have Redis rewrite its append-only file from the data it now holds; what was done, in words.
+
+    The AOF keeps every command since its last rewrite, the erased XADDs and HSETs too; a rewrite
+    writes only what is left. Waits until the rewrite ended (at most ``timeout_s``).
+    """
+    info = await redis.info("persistence")
+    if not int(info.get("aof_enabled", 0)):
+        return "no append-only file"
+    deadline = time.monotonic() + timeout_s
+    if not await _rewrite_done(redis, deadline):  # one that began before the erasure holds its data
+        return f"append-only file rewrite still running after {timeout_s:g} s"
+    await redis.bgrewriteaof()
+    if not await _rewrite_done(redis, deadline):
+        return f"append-only file rewrite still running after {timeout_s:g} s"
+    status = _text((await redis.info("persistence")).get("aof_last_bgrewrite_status", "ok"))
+    return "append-only file rewritten" if status == "ok" else f"append-only file rewrite: {status}"
+
+
+async def _rewrite_done(redis: Any, deadline: float) -> bool:
+    while True:
+        info = await redis.info("persistence")
+        if not (int(info.get("aof_rewrite_in_progress", 0)) or int(info.get("aof_rewrite_scheduled", 0))):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(POLL_S)

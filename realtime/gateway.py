@@ -197,7 +197,13 @@ class Gateway:
         async with self.registry.opening(identity.tenant, identity.agent_id):
             try:
                 state = await live.mark_online(
-                    self.redis, identity.tenant, identity.agent_id, identity.user, utcnow(), session_id
+                    self.redis,
+                    identity.tenant,
+                    identity.agent_id,
+                    identity.user,
+                    utcnow(),
+                    session_id,
+                    hello.agent_version,
                 )
                 agent_settings = await self.agent_settings.for_user(identity.tenant, identity.user_id)
                 # no await between this and add(): a change announced after the read reaches the session

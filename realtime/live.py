@@ -89,16 +89,20 @@ def went_online(
     now: datetime,
     previous: LiveState | None,
     session_id: str | None = None,
+    agent_version: str | None = None,
 ) -> LiveState:
-    """The live state of an agent whose session ``session_id`` just opened (and owns it);
-    keeps its previous state."""
+    """The live state of an agent whose session ``session_id`` (of an agent at ``agent_version``)
+    just opened (and owns it); keeps its previous state."""
+    opened = {
+        "user": user,
+        "online": True,
+        "last_seen": now,
+        "session_id": session_id,
+        "agent_version": agent_version,
+    }
     if previous is None:
-        return LiveState(
-            tenant=tenant, agent_id=agent_id, user=user, online=True, last_seen=now, session_id=session_id
-        )
-    return previous.model_copy(
-        update={"user": user, "online": True, "last_seen": now, "session_id": session_id}
-    )
+        return LiveState.model_validate({"tenant": tenant, "agent_id": agent_id, **opened})
+    return previous.model_copy(update=opened)
 
 
 def went_offline(live: LiveState, now: datetime) -> LiveState:
@@ -165,6 +169,7 @@ async def mark_online(
     user: str | None,
     now: datetime,
     session_id: str | None = None,
+    agent_version: str | None = None,
 ) -> LiveState:
     """Record session ``session_id`` opening: SADD the tenant to TENANTS, then take the state over
     (store and publish online=True owned by the session), a compare-and-set on the value read,
@@ -176,7 +181,8 @@ async def mark_online(
     for attempt in range(CLAIM_ATTEMPTS):
         if attempt > 0:
             raw = await redis.hget(keys.live_hash(tenant), agent_id)
-        live = went_online(tenant, agent_id, user, now, parse_stored(raw, tenant, agent_id), session_id)
+        previous = parse_stored(raw, tenant, agent_id)
+        live = went_online(tenant, agent_id, user, now, previous, session_id, agent_version)
         if await redis.execute_command(*live_scripts.compare_and_set(tenant, agent_id, raw, encode(live))):
             return live
     raise LiveStateContended(

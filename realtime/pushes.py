@@ -65,7 +65,7 @@ class Pusher:
         reconnect)."""
         if self.offers is not None:
             self.offers.forget()
-        for tenant in list(self.sessions()):
+        for tenant in [t for t, conns in self.sessions().items() if conns]:
             await self.push_layers(tenant, None)
             if self.offers is not None and (tasks := await self.offers.get(tenant)) is not None:
                 await self.push_frame(tenant, TasksPush(tasks=tasks))

@@ -2,7 +2,7 @@
 
 * :func:`change_settings` applies a change at one level (tenant, a group, a user), writes the
   new overrides, one :class:`~storage.agent_settings_models.AgentSettingsChange` row per changed
-  field and an ``agent_settings.change`` audit entry, all in one transaction;
+  field and a ``settings.set`` audit entry (old -> new of each field), all in one transaction;
 * :func:`load_layers` reads every override of a tenant (what the gateways cache and push);
 * :func:`effective_for` answers ``settings show``; :func:`history` answers ``settings history``.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -33,14 +33,14 @@ from realtime.protocol.agent_settings import (
     clean_overrides,
     resolve,
 )
-from storage import hash_chain_store
 from storage.agent_settings_models import (
     AgentSettingsChange,
     GroupAgentSettings,
     TenantAgentSettings,
     UserAgentSettings,
 )
-from storage.models import Group, Membership, Tenant, User, utcnow
+from storage.audit_trail import AuditAction, audit
+from storage.models import Group, Membership, Tenant, User, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +140,13 @@ def change_settings(
     group: str | None = None,
     login: str | None = None,
     actor: str,
+    source: str | None = None,
 ) -> tuple[Target, list[Change]]:
     """Set ``changes`` and remove ``unset`` at the level named (tenant, ``group`` or ``login``).
 
     Returns the target and what changed (empty: the values were already so). SettingsError for
     an unknown tenant, group or user and for a value out of its bounds; nothing is written then.
+    Audited as ``settings.set`` (``source`` None: the same as ``actor``).
     """
     with Session(engine) as s:
         target = find_target(s, tenant, group, login)
@@ -177,16 +179,16 @@ def change_settings(
                     changed_at=now,
                 )
             )
-        where = {"tenant": "tenant", "group": f"group:{target.group_id}", "user": f"user:{target.user_id}"}
-        hash_chain_store.append(
-            s,
-            actor=actor,
-            action="agent_settings.change",
-            target=where[target.level],
-            tenant_id=tenant,
-            detail={"changes": {c.field: [c.old, c.new] for c in done}},
-            at=now,
-        )
+        where = {
+            "tenant": f"tenant:{tenant}",
+            "group": f"group:{target.group_id}",
+            "user": f"user:{target.user_id}",
+        }
+        audit(
+            s, AuditAction.SETTINGS_SET, actor=actor, source=source, target=where[target.level],
+            tenant_id=tenant, old={c.field: c.old for c in done}, new={c.field: c.new for c in done},
+            at=now, level=target.level,
+        )  # fmt: skip
         s.commit()
     log.info(
         "agent settings changed",
@@ -253,11 +255,6 @@ def history(engine: Engine, tenant: str, limit: int | None = None) -> list[Histo
             query = query.limit(limit)
         rows = list(s.execute(query).scalars())
     return [
-        HistoryEntry(_utc(r.changed_at), r.actor, r.level, r.target, r.field, r.old, r.new)
+        HistoryEntry(as_utc(r.changed_at), r.actor, r.level, r.target, r.field, r.old, r.new)
         for r in reversed(rows)
     ]
-
-
-def _utc(when: datetime) -> datetime:
-    """SQLite gives back naive UTC timestamps; PostgreSQL aware ones."""
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -1,4 +1,8 @@
-"""SQLModel table of the audit log: a hash chain (each row's ``hash`` covers ``prev_hash``)."""
+"""SQLModel table of the audit log: a hash chain (each row's ``hash`` covers ``prev_hash``).
+
+``mac`` authenticates the row's seq and hash under a key the database does not hold
+(:func:`storage.hash_chain.link_mac`); None on rows written before revision 0006.
+"""
 
 from __future__ import annotations
 
@@ -25,3 +29,4 @@ class AuditEntry(SQLModel, table=True):
     at: datetime = Field(sa_column=tz_column())
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+    mac: str | None = Field(default=None, max_length=80)  # "h1:" + HMAC-SHA256 hex

@@ -53,9 +53,20 @@ class LocalBackend:
     def where(self, key: str) -> str:
         return str(self._path(key))
 
+    def _folders(self, folder: Path) -> None:
+        """``folder`` and every missing folder between it and the root (the root too), each made 0700
+        (``mkdir``'s ``parents=True`` would make the intermediate ones with the umask's mode)."""
+        missing = []
+        while folder != self.root and folder.parent != folder and not folder.is_dir():
+            missing.append(folder)
+            folder = folder.parent
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for made in reversed(missing):
+            made.mkdir(mode=0o700, exist_ok=True)
+
     def _temp(self, path: Path, blob: bytes) -> str:
         """Write ``blob`` to a 0600 temp file beside ``path``; returns the temp file's name."""
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._folders(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             os.fchmod(fd, 0o600)

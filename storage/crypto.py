@@ -8,6 +8,9 @@ Pure functions over bytes; no I/O. Formats (versioned by their first bytes):
   aad)``. The key id says which data key opens it (keys can be rotated); for evidence the aad
   binds the tenant and the sha256 of the plaintext (:func:`evidence_aad`), so a blob moved to
   another tenant, or swapped for another object's blob, fails to decrypt.
+
+Keys for other purposes (the audit chain's HMAC key) are derived from the master key with HKDF
+(:func:`derive_key`), never stored.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import hashlib
 import os
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from core.errors import OperatorError
 
@@ -76,6 +81,18 @@ def evidence_aad(tenant: str, sha256: str) -> bytes:
 def master_key_id(master: bytes) -> str:
     """A public fingerprint of the master key (recorded with each wrapped data key)."""
     return hashlib.sha256(b"telework/master-key-id/v1/" + master).hexdigest()[:16]
+
+
+def derive_key(master: bytes, purpose: bytes) -> bytes:
+    """A 256-bit key for one ``purpose`` derived from the master key (HKDF-SHA256, no salt).
+
+    Keys for different purposes are independent: knowing one says nothing about the master
+    key or the others.
+    """
+    _check_key(master, "master key")
+    if not purpose:
+        raise CryptoError("derive_key: expected a purpose label, got an empty one")
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose).derive(master)
 
 
 def wrap_key(master: bytes, data_key: bytes, tenant: str, key_id: str) -> bytes:

@@ -26,6 +26,7 @@ from sqlmodel import create_engine
 
 from core.errors import OperatorError
 from core.settings import ServerSettings
+from storage.audit_witness import protect_with_settings
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ TABLE_MODULES = (
     "storage.planning",
     "storage.audit_models",
     "storage.agent_settings_models",
+    "storage.web_models",
 )
 
 
@@ -106,13 +108,15 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 
 
 def open_database(settings: ServerSettings, pool_size: int = 5) -> Engine:
-    """The deployment's database (``settings.database()``), reachable and at the schema this code needs."""
+    """The deployment's database (``settings.database()``), reachable and at the schema this code
+    needs, its audit entries authenticated with the deployment's key (read at the first entry)."""
     engine = make_engine(settings.database(), pool_size)
     try:
         check_schema(engine)
     except BaseException:
         engine.dispose()
         raise
+    protect_with_settings(engine, settings)
     return engine
 
 

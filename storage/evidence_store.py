@@ -3,6 +3,7 @@
 ``put`` encrypts under the tenant's data key (AES-256-GCM, associated data = tenant + sha256) and
 writes ciphertext only; ``get`` decrypts and checks the sha256. The same image stored twice by
 a tenant is one object. :func:`save_evidence` also records the ``evidence_object`` row.
+The backend also keeps the audit chain's head witness (``audit/head``, :mod:`storage.audit_witness`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from core.errors import OperatorError
 # evidence_object has a foreign key to incident: that table must be in the metadata when a row is
 # flushed, also in a process (the gateway) that imports nothing else of storage.activity.
 from storage import activity as _activity  # noqa: F401
-from storage import crypto
+from storage import audit_witness, crypto
+from storage.audit_witness import ChainGuard
 from storage.blob_backends import Backend, BlobMissing, make_backend
 from storage.evidence_models import EVIDENCE_KINDS, EvidenceObject
 from storage.keyring import Keyring, load_master_key
@@ -118,10 +120,19 @@ class EvidenceStore:
         """Path or URL of the stored ciphertext (for operators and tests)."""
         return self.backend.where(object_key(tenant, sha256))
 
+    def chain_guard(self) -> ChainGuard:
+        """The audit chain's key (derived from this store's master key) and its witness (here)."""
+        return ChainGuard(self.keyring.audit_chain_key, self.backend)
+
 
 def open_store(settings: ServerSettings, engine: Engine) -> EvidenceStore:
-    """The evidence store the settings describe (backend + master key); ConfigError if unusable."""
-    return EvidenceStore(make_backend(settings), Keyring(load_master_key(settings), engine))
+    """The evidence store the settings describe (backend + master key); ConfigError if unusable.
+
+    It also protects ``engine``'s audit appends (:func:`storage.audit_witness.protect`).
+    """
+    store = EvidenceStore(make_backend(settings), Keyring(load_master_key(settings), engine))
+    audit_witness.protect(engine, store.chain_guard())
+    return store
 
 
 def save_evidence(

@@ -7,6 +7,9 @@ server process and is never stored next to the data it protects, unless the embe
 
 Each tenant has a random 256-bit data key, stored only wrapped by the master key (AES-GCM, bound
 to the tenant and key id) in the ``data_key`` table, with the master key's fingerprint.
+
+The audit chain's HMAC key is derived from the master key (:func:`audit_chain_key`, HKDF with
+the purpose ``telework/audit-chain/v1``): the database holds neither.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MASTER_KEY_FILENAME = "master.key"
+AUDIT_CHAIN_PURPOSE = b"telework/audit-chain/v1"
+
+
+def audit_chain_key(master: bytes) -> bytes:
+    """The key that authenticates audit entries and the chain head (HMAC-SHA256)."""
+    return crypto.derive_key(master, AUDIT_CHAIN_PURPOSE)
 
 
 def default_key_file(data_dir: Path) -> Path:
@@ -104,6 +113,7 @@ class Keyring:
             raise ConfigError("TELEWORK_MASTER_KEY", f"expected {crypto.KEY_BYTES} bytes, got {len(master)}")
         self._master = master
         self.master_key_id = crypto.master_key_id(master)
+        self.audit_chain_key = audit_chain_key(master)
         self._engine = engine
         self._keys: dict[tuple[str, str], bytes] = {}
         self._active: dict[str, str] = {}

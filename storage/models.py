@@ -36,6 +36,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored timestamp, aware in UTC: SQLite gives back naive UTC timestamps, PostgreSQL aware ones."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def tz_column(nullable: bool = False, index: bool = False) -> Column[datetime]:
     """A timezone-aware timestamp column (SQLite keeps UTC text, PostgreSQL timestamptz)."""
     return Column(DateTime(timezone=True), nullable=nullable, index=index)

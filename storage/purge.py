@@ -1,4 +1,7 @@
-"""Batched deletion shared by retention and erasure: rows in bounded transactions, blobs first."""
+"""Batched deletion for retention: rows in bounded transactions, blobs first.
+
+An erasure is one transaction instead (:mod:`storage.personal_erase`).
+"""
 
 from __future__ import annotations
 

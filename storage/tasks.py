@@ -1,7 +1,8 @@
 """The tasks a tenant offers its workers (``task`` table): create, deactivate, list.
 
 A removed task is deactivated, not deleted: its name stays in past task events and
-rollups, and creating it again reactivates it.
+rollups, and creating it again reactivates it. Each change is audited (``task.create``,
+``task.remove``) in its transaction.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from sqlmodel import Session
 
 from core.errors import OperatorError
 from realtime.protocol import MAX_TASKS
+from storage.account_rules import refused_character
+from storage.audit_trail import SYSTEM, AuditAction, audit
 from storage.models import Tenant, utcnow
 from storage.planning import Task
 
@@ -29,6 +32,9 @@ def task_name(name: str) -> str:
         raise TaskError("task name: expected 1-200 characters, got an empty name")
     if len(clean) > MAX_TASK_NAME:
         raise TaskError(f"task name: expected at most {MAX_TASK_NAME} characters, got {len(clean)}")
+    bad = refused_character(clean)
+    if bad is not None:
+        raise TaskError(f"task name: expected no control characters, got {bad} in {name!r}")
     return clean
 
 
@@ -44,7 +50,9 @@ def _tenant(s: Session, tenant: str) -> None:
         raise TaskError(f"tenant {tenant!r} does not exist")
 
 
-def create_task(engine: Engine, tenant: str, name: str) -> bool:
+def create_task(
+    engine: Engine, tenant: str, name: str, *, actor: str = SYSTEM, source: str | None = None
+) -> bool:
     """Offer task ``name`` in ``tenant`` (reactivating a removed one). False: it was already offered."""
     clean = task_name(name)
     with Session(engine) as s:
@@ -57,16 +65,23 @@ def create_task(engine: Engine, tenant: str, name: str) -> bool:
         ).scalar_one()
         if offered >= MAX_TASKS:
             raise TaskError(f"tenant {tenant!r} already offers {offered} tasks; the limit is {MAX_TASKS}")
+        was = None if task is None else False
         if task is None:
             task = Task(tenant_id=tenant, name=clean, active=True, created_at=utcnow())
         else:
             task.active = True
         s.add(task)
+        audit(
+            s, AuditAction.TASK_CREATE, actor=actor, source=source, target=f"task:{clean}",
+            tenant_id=tenant, old={"active": was}, new={"active": True},
+        )  # fmt: skip
         s.commit()
     return True
 
 
-def deactivate_task(engine: Engine, tenant: str, name: str) -> None:
+def deactivate_task(
+    engine: Engine, tenant: str, name: str, *, actor: str = SYSTEM, source: str | None = None
+) -> None:
     """Stop offering task ``name`` in ``tenant``; TaskError when the tenant has no such active task."""
     clean = task_name(name)
     with Session(engine) as s:
@@ -76,7 +91,18 @@ def deactivate_task(engine: Engine, tenant: str, name: str) -> None:
             raise TaskError(f"tenant {tenant!r} offers no task {clean!r}")
         task.active = False
         s.add(task)
+        audit(
+            s, AuditAction.TASK_REMOVE, actor=actor, source=source, target=f"task:{clean}",
+            tenant_id=tenant, old={"active": True}, new={"active": False},
+        )  # fmt: skip
         s.commit()
+
+
+def listed_tasks(engine: Engine, tenant: str) -> list[str]:
+    """As :func:`active_tasks`, but TaskError for an unknown tenant (what ``admin task list`` prints)."""
+    with Session(engine) as s:
+        _tenant(s, tenant)
+    return active_tasks(engine, tenant)
 
 
 def active_tasks(engine: Engine, tenant: str) -> list[str]:

@@ -10,20 +10,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from core.process import run_command
 from core.settings import ServerSettings, load_server_settings
-from telework import cli_settings, cli_tasks
+from telework import cli_accounts, cli_settings, cli_tasks, cli_web
 from telework.cli_agent import add_parsers as add_agent_parsers
 from telework.cli_base import Parser, positive_int, setup
 from telework.cli_data import add_admin_parsers
 from telework.cli_data import add_parsers as add_data_parsers
 from telework.cli_models import add_parsers as add_models_parsers
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
 
 # ----------------------------------------------------------------------- settings
 
@@ -36,20 +31,18 @@ def _server_settings(args: argparse.Namespace, **overrides: object) -> ServerSet
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from telework.up import Resolved, run_up
+    from telework.up import run_up
 
     settings = _server_settings(args)
     setup(args, settings.log_level)
-
-    def ready(r: Resolved) -> None:
-        print(
-            f"telework is up.\n  dashboard: {r.dashboard_url}\n  gateway:   {r.gateway_ws_url}\n"
-            f"  data:      {r.data_dir}\nPress Ctrl-C to stop.",
-            flush=True,
-        )
-
     return run_up(
-        settings, args.demo, args.agents, args.workers, sys.executable, ready, events_per_s=args.events_per_s
+        settings,
+        args.demo,
+        args.agents,
+        args.workers,
+        sys.executable,
+        events_per_s=args.events_per_s,
+        verbose=args.verbose,
     )
 
 
@@ -106,37 +99,6 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_engine(args: argparse.Namespace) -> Engine:
-    from storage.db import open_database
-
-    settings = _server_settings(args)
-    setup(args, "WARNING")
-    return open_database(settings)
-
-
-def cmd_admin(args: argparse.Namespace) -> int:
-    from storage import accounts
-
-    engine = _admin_engine(args)
-    try:
-        if args.what == "tenant":
-            accounts.create_tenant(engine, args.id, args.name, args.time_zone)
-            print(f"tenant {args.id} created")
-        elif args.what == "user":
-            uid = accounts.create_user(engine, args.tenant, args.login, args.name, args.role)
-            print(f"user {args.login} created in tenant {args.tenant} (id {uid})")
-        elif args.action == "create":
-            token = accounts.create_agent(engine, args.tenant, args.agent_id, args.user)
-            print(f"agent {args.agent_id} created in tenant {args.tenant}; its token (shown only once):")
-            print(token)
-        else:
-            accounts.revoke_agent(engine, args.agent_id)
-            print(f"agent {args.agent_id} revoked")
-    finally:
-        engine.dispose()
-    return 0
-
-
 # ------------------------------------------------------------------------ parsing
 
 
@@ -169,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=positive_int(1), default=2, help="worker processes (default 2)")
     p.add_argument("--events-per-s", type=float, default=1.0, help="events per second per simulated agent")
+    p.add_argument("--verbose", action="store_true", help="show the full log here too")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("gateway", help="run the agent WebSocket gateway", description="Run the gateway.")
@@ -219,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parsers(sub, Parser)
     add_agent_parsers(sub)
     add_models_parsers(sub, Parser)
+    cli_web.add_parsers(sub)
     return root
 
 
@@ -230,44 +194,7 @@ def _admin_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     objs = admin.add_subparsers(dest="what", required=True, metavar="OBJECT", parser_class=Parser)
 
-    tenant = objs.add_parser("tenant", help="tenants", description="Tenants.")
-    ts = tenant.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
-    p = ts.add_parser("create", help="create a tenant", description="Create a tenant.")
-    _data_dir(p)
-    p.add_argument("id", help="tenant id (lowercase slug)")
-    p.add_argument("--name", required=True, help="display name")
-    p.add_argument("--time-zone", default="Asia/Tokyo", help="IANA time zone (default Asia/Tokyo)")
-    p.set_defaults(func=cmd_admin)
-
-    user = objs.add_parser("user", help="users", description="Users.")
-    us = user.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
-    p = us.add_parser("create", help="create a user", description="Create a user in a tenant.")
-    _data_dir(p)
-    p.add_argument("--tenant", required=True, help="tenant id")
-    p.add_argument("login", help="login name")
-    p.add_argument("--name", required=True, help="display name")
-    p.add_argument(
-        "--role", choices=["admin", "manager", "worker"], default="worker", help="role (default worker)"
-    )
-    p.set_defaults(func=cmd_admin)
-
-    agent = objs.add_parser("agent", help="agent devices and tokens", description="Agent devices and tokens.")
-    ag = agent.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
-    p = ag.add_parser(
-        "create",
-        help="register an agent device and print its token once",
-        description="Register an agent device; its token is printed once (stored hashed).",
-    )
-    _data_dir(p)
-    p.add_argument("--tenant", required=True, help="tenant id")
-    p.add_argument("agent_id", help="agent id (lowercase slug, unique across tenants)")
-    p.add_argument("--user", help="login of the user of this device")
-    p.set_defaults(func=cmd_admin)
-    p = ag.add_parser("revoke", help="revoke an agent's token", description="Revoke an agent device's token.")
-    _data_dir(p)
-    p.add_argument("agent_id", help="agent id")
-    p.set_defaults(func=cmd_admin)
-
+    cli_accounts.add_admin_parsers(objs, Parser)
     cli_settings.add_admin_parsers(objs, Parser)
     add_admin_parsers(objs, Parser)
     cli_tasks.add_admin_parsers(objs, Parser)

@@ -1,4 +1,4 @@
-"""``telework audit verify``, ``telework retention``, ``telework admin export-user | erase-user``.
+"""``telework audit verify | head``, ``telework retention``, ``telework admin export-user | erase-user``.
 
 Wired into :mod:`telework.cli` by :func:`add_parsers` (top-level commands) and
 :func:`add_admin_parsers` (under ``admin``). Errors an operator can act on are one line on
@@ -8,13 +8,13 @@ stderr and exit code 2; ``audit verify`` exits 1 when it finds tampering.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +24,10 @@ from core.settings import ServerSettings, load_server_settings
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from realtime.erase import RedisErasure
     from storage.evidence_store import EvidenceStore
+    from storage.hash_chain import Head
 
 TAMPERED = 1
-REDIS_TIMEOUT_S = 5.0
 
 
 def _settings(args: argparse.Namespace) -> ServerSettings:
@@ -41,9 +40,11 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
 
 @contextmanager
 def _engine(settings: ServerSettings) -> Iterator[Engine]:
+    from storage.audit_witness import protect_with_settings
     from storage.db import open_database
 
     engine = open_database(settings)
+    protect_with_settings(engine, settings)  # audit appends MAC'd and witnessed (key read at the first)
     try:
         yield engine
     finally:
@@ -64,90 +65,62 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from storage.audit_witness import configured_guard
     from storage.hash_chain_store import verify
 
     settings = _settings(args)
     with _engine(settings) as engine:
         store = None if args.no_evidence else _store(settings, engine)
-        report = verify(engine, store, tenant=args.tenant)
+        guard = store.chain_guard() if store is not None else configured_guard(settings)
+        report = verify(engine, store, tenant=args.tenant, guard=guard, head=args.head)
     for problem in report.problems:
         print(problem)
     evidence = "not checked" if args.no_evidence else f"{report.evidence} object(s) checked"
     print(
-        f"audit log: {report.entries} entries, head {report.head}; evidence: {evidence}; "
-        f"{len(report.problems)} problem(s)"
+        f"audit log: {report.entries} entries, head {report.head}, witness {report.witness}; "
+        f"evidence: {evidence}; {len(report.problems)} problem(s)"
     )
     return 0 if report.ok else TAMPERED
 
 
-def cmd_export_user(args: argparse.Namespace) -> int:
-    from storage.personal_data import export_user
+def cmd_audit_head(args: argparse.Namespace) -> int:
+    from storage.audit_witness import guard_from_settings
+    from storage.hash_chain_store import current_head
 
-    out = args.out or Path(f"{args.tenant}-{args.login}-export.zip")
     settings = _settings(args)
     with _engine(settings) as engine:
-        path = export_user(engine, _store(settings, engine), args.tenant, args.login, out, actor=_actor(args))
-    print(f"user {args.login} of tenant {args.tenant} exported to {path}")
+        head = current_head(engine, guard_from_settings(settings, create_key=False))
+    print(head)
     return 0
 
 
-def _redis_for_erasure(settings: ServerSettings) -> str | None:
-    """The Redis to erase from, checked before anything is erased; None: none configured or running.
+def cmd_export_user(args: argparse.Namespace) -> int:
+    from storage.personal_data import export_user, find_subject
+    from telework.erase_user import redis_data, redis_in_use
 
-    Configured but unreachable is an OperatorError: nothing is erased, the command can be rerun.
-    """
-    import redis
-    from redis.exceptions import RedisError
-
-    from core.errors import OperatorError
-    from core.process import redis_url
-
-    try:
-        url = redis_url(settings, "erase-user, to remove the user's events from Redis,")
-    except OperatorError:
-        return None
-    client = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S)
-    try:
-        client.ping()
-    except (RedisError, OSError) as exc:
-        raise OperatorError(
-            f"Redis at {url} cannot be reached ({type(exc).__name__}: {exc}); erase-user removes the "
-            "user's events from Redis as well: nothing was erased, run it again once Redis is up"
-        ) from None
-    finally:
-        client.close()
-    return url
-
-
-def _erase_from_redis(url: str, tenant: str, agents: tuple[str, ...]) -> RedisErasure:
-    """:func:`realtime.erase.erase_agents`; a Redis failure is one OperatorError saying what stays."""
-    import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
-
-    from core.errors import OperatorError
-    from realtime.erase import erase_agents
-
-    async def erase() -> RedisErasure:
-        client = aioredis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S)
-        try:
-            return await erase_agents(client, tenant, agents, datetime.now(UTC))
-        finally:
-            await client.aclose()
-
-    try:
-        return asyncio.run(erase())
-    except (RedisError, OSError) as exc:
-        raise OperatorError(
-            f"the user was erased from the database, but removing the events of agents "
-            f"{', '.join(agents)} from Redis failed ({type(exc).__name__}: {exc}); they leave the event "
-            "stream TELEWORK_STREAM_KEEP_S after they are stored and the dead letters after "
-            "TELEWORK_DEAD_LETTER_KEEP_DAYS"
-        ) from None
+    out = args.out or Path(re.sub(r"[^A-Za-z0-9._-]", "_", f"{args.tenant}-{args.login}-export.zip"))
+    settings = _settings(args)
+    url = redis_in_use(settings, "export-user includes what Redis holds about the user", "exported")
+    with _engine(settings) as engine:
+        agents = find_subject(engine, args.tenant, args.login).agents
+        held = None if url is None else redis_data(url, args.tenant, agents)
+        path = export_user(
+            engine, _store(settings, engine), args.tenant, args.login, out, actor=_actor(args), redis=held
+        )
+    print(f"user {args.login} of tenant {args.tenant} exported to {path}")
+    if url is None:
+        print(
+            f"telework {args.command}: warning: no Redis configured and no `telework up` running: what Redis "
+            "holds about the user (dead letters, live states, entries not yet stored) is not in the export",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def cmd_erase_user(args: argparse.Namespace) -> int:
-    from storage import hash_chain_store
-    from storage.personal_data import erase_user, find_subject
+    from storage.models import Tenant
+    from storage.personal_data import PersonalDataError
+    from telework.erase_user import describe, erase, redis_in_use, resume
 
     if not args.yes:
         print(
@@ -157,32 +130,38 @@ def cmd_erase_user(args: argparse.Namespace) -> int:
         )
         return USAGE_ERROR
     settings = _settings(args)
-    url = _redis_for_erasure(settings)
+    url = redis_in_use(settings, "erase-user removes the user's events from Redis as well", "erased")
+    actor = _actor(args)
     with _engine(settings) as engine:
-        subject = find_subject(engine, args.tenant, args.login)  # its agents, before they are unlinked
-        counts = erase_user(engine, _store(settings, engine), args.tenant, args.login, actor=_actor(args))
-        removed = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
-        print(f"user {args.login} of tenant {args.tenant} erased ({removed})")
-        if url is None:
-            print(
-                f"telework {args.command}: warning: no Redis configured and no `telework up` running: "
-                "the user's events, dead letters and live states in Redis were not removed",
-                file=sys.stderr,
-            )
-            return 0
-        erased = _erase_from_redis(url, args.tenant, subject.agents)
-        hash_chain_store.record(
-            engine,
-            actor=_actor(args),
-            action="user.erase.redis",
-            target=f"user:{subject.user_id}",
-            tenant_id=args.tenant,
-            detail=erased.counts(),
+        from sqlmodel import Session
+
+        with Session(engine) as s:
+            if s.get(Tenant, args.tenant) is None:
+                raise PersonalDataError(f"tenant {args.tenant!r} does not exist")
+        store = _store(settings, engine)
+        earlier = resume(settings, engine, store, args.tenant, url, actor)
+        for report in earlier:
+            if report.warnings:
+                print(f"telework {args.command}: warning: {'; '.join(report.warnings)}", file=sys.stderr)
+                continue
+            print(f"finished the erasure of {report.target} of tenant {args.tenant}, begun earlier")
+            print("\n".join(describe(report)))
+        try:
+            report = erase(settings, engine, store, args.tenant, args.login, actor, url)
+        except PersonalDataError:
+            if any(not r.warnings for r in earlier):
+                return 0  # the rerun that finished this user's interrupted erasure
+            raise
+    print(f"user {args.login} of tenant {args.tenant} erased ({report.target})")
+    print("\n".join(describe(report)))
+    for warning in report.warnings:
+        print(f"telework {args.command}: warning: {warning}", file=sys.stderr)
+    if url is None:
+        print(
+            f"telework {args.command}: warning: no Redis configured and no `telework up` running: "
+            "the user's events, dead letters and live states in Redis were not removed",
+            file=sys.stderr,
         )
-    print(
-        f"removed from Redis: {erased.events} event(s), {erased.dead_letters} dead letter(s), "
-        f"{erased.live_states} live state(s)"
-    )
     return 0
 
 
@@ -225,6 +204,15 @@ def _aware(text: str) -> datetime:
     return moment
 
 
+def _head(text: str) -> Head:
+    from storage.hash_chain import parse_head
+
+    try:
+        return parse_head(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir", type=Path, help="data folder (env TELEWORK_DATA_DIR; default: user data dir)"
@@ -232,7 +220,7 @@ def _data_dir(p: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction[Any], parser_class: type[argparse.ArgumentParser]) -> None:
-    """Register ``audit verify`` and ``retention once | run`` on the root sub-parsers."""
+    """Register ``audit verify | head`` and ``retention once | run`` on the root sub-parsers."""
     audit = sub.add_parser(
         "audit", help="tamper evidence", description="Check the audit log and the evidence."
     )
@@ -241,14 +229,30 @@ def add_parsers(sub: argparse._SubParsersAction[Any], parser_class: type[argpars
     )
     p = acts.add_parser(
         "verify",
-        help="check the audit hash chain and every evidence object's hash",
-        description="Walk the audit log's hash chain and decrypt every evidence object; each altered "
-        "entry or object is named on its own line. Exit 0: intact, 1: tampering found.",
+        help="check the audit hash chain, its MACs, its head, and every evidence object's hash",
+        description="Walk the audit log's hash chain (hashes and MACs), compare it with the head "
+        "witness in the evidence store and with --head, and decrypt every evidence object; each "
+        "problem is named on its own line. Exit 0: intact, 1: tampering found.",
     )
     _data_dir(p)
     p.add_argument("--tenant", help="check only this tenant's evidence (the chain is always checked whole)")
     p.add_argument("--no-evidence", action="store_true", help="check the audit chain only")
+    p.add_argument(
+        "--head",
+        type=_head,
+        metavar="SEQ:HASH",
+        help="a head printed earlier by `telework audit head`: the chain must still hold it",
+    )
     p.set_defaults(func=cmd_audit_verify)
+    p = acts.add_parser(
+        "head",
+        help="print the newest audit entry as SEQ:HASH, to keep outside the database",
+        description="Print the audit chain's head (SEQ:HASH) after checking the newest entry's MAC; "
+        "keep it elsewhere (or send it to a write-once store) and pass it to `audit verify --head` "
+        "later: entries removed since then, or rewritten, are found.",
+    )
+    _data_dir(p)
+    p.set_defaults(func=cmd_audit_head)
 
     ret = sub.add_parser("retention", help="data retention", description="Delete data past its retention.")
     rs = ret.add_subparsers(

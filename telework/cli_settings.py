@@ -4,15 +4,14 @@ Wired into :mod:`telework.cli` by :func:`add_admin_parsers` (under ``admin``). O
 :class:`~realtime.protocol.AgentSettings` field, named, explained and range-checked from the
 model (:mod:`realtime.protocol.agent_settings`), so a bound is written once, in the model. A value out of
 range is one line naming the flag, the field and the range, exit code 2; so is an unknown
-tenant, group or user. Changes are stored in the database with their history (actor: the OS
-user) and then pushed to open sessions; without Redis a warning says they apply at the next
-connection.
+tenant, group or user. Changes are stored in the database with their history and a
+``settings.set`` audit entry (actor and source: the OS user) and then pushed to open
+sessions; without Redis a warning says they apply at the next connection.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,13 +30,9 @@ from realtime.protocol.agent_settings import (
     parse_value,
     value_text,
 )
+from telework.cli_base import open_admin
 
 PREFIX = "s_"  # argparse dest of a setting flag: s_<field>
-
-
-def actor() -> str:
-    """Who a change is recorded as: the OS user running the command."""
-    return f"cli:{getpass.getuser()}"
 
 
 def metavar(field: str) -> str:
@@ -77,21 +72,12 @@ def _setting_name(text: str) -> str:
 # ----------------------------------------------------------------------- commands
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Any]:
-    from core.logs import setup_logging
-    from core.settings import load_server_settings
-    from storage.db import open_database
-
-    settings = load_server_settings(data_dir=getattr(args, "data_dir", None))
-    setup_logging(getattr(args, "log_level", None) or "WARNING")
-    return settings, open_database(settings)
-
-
 def cmd_set(args: argparse.Namespace) -> int:
+    from storage.audit_trail import cli_actor
     from telework.admin_settings import set_settings
 
     changes = {k[len(PREFIX) :]: v for k, v in vars(args).items() if k.startswith(PREFIX) and v is not None}
-    settings, engine = _open(args)
+    settings, engine = open_admin(args)
     try:
         outcome = set_settings(
             settings,
@@ -101,7 +87,7 @@ def cmd_set(args: argparse.Namespace) -> int:
             args.unset or (),
             group=args.group,
             login=args.user,
-            actor=actor(),
+            actor=cli_actor(),
         )
     finally:
         engine.dispose()
@@ -124,7 +110,7 @@ def cmd_set(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from storage.agent_settings_store import effective_for
 
-    _settings, engine = _open(args)
+    _settings, engine = open_admin(args)
     try:
         target, effective = effective_for(engine, args.tenant, args.user)
     finally:
@@ -141,7 +127,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from storage.agent_settings_store import history
 
-    _settings, engine = _open(args)
+    _settings, engine = open_admin(args)
     try:
         entries = history(engine, args.tenant, args.limit)
     finally:

@@ -3,9 +3,10 @@
 Wired into :mod:`telework.cli` by :func:`add_admin_parsers` (under ``admin``). A change is
 stored in the database (:mod:`storage.tasks`) and then announced on Redis
 (:func:`realtime.tenant_tasks.publish_tasks`), so open agent sessions get the new list at
-once. When Redis cannot be reached the change stays made; a warning on stderr says that
-open sessions see it at their next connection. Errors an operator can act on are one line
-on stderr and exit code 2.
+once; each change is audited (``task.create``, ``task.remove``, actor and source the OS user).
+When Redis cannot be reached the change stays made; a warning on stderr says that
+open sessions see it at their next connection. ``list`` of an unknown tenant is an error.
+Errors an operator can act on are one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -13,22 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.settings import ServerSettings, load_server_settings
+from core.logs import printable
+from telework.cli_base import data_dir_option, open_admin
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
-
-def _open(args: argparse.Namespace) -> tuple[ServerSettings, Engine]:
-    from core.logs import setup_logging
-    from storage.db import open_database
-
-    settings = load_server_settings(data_dir=getattr(args, "data_dir", None))
-    setup_logging("WARNING")
-    return settings, open_database(settings)
+    from core.settings import ServerSettings
 
 
 def announce(settings: ServerSettings, tenant: str, tasks: list[str]) -> str | None:
@@ -61,18 +53,19 @@ def announce(settings: ServerSettings, tenant: str, tasks: list[str]) -> str | N
 
 def cmd_task(args: argparse.Namespace) -> int:
     from storage import tasks as store
+    from telework.cli_accounts import who
 
-    settings, engine = _open(args)
+    settings, engine = open_admin(args)
     try:
         if args.action == "list":
-            for name in store.active_tasks(engine, args.tenant):
-                print(name)
+            for name in store.listed_tasks(engine, args.tenant):
+                print(printable(name))
             return 0
         if args.action == "create":
-            changed = store.create_task(engine, args.tenant, args.name)
+            changed = store.create_task(engine, args.tenant, args.name, **who())
             done = "created" if changed else "already offered"
         else:
-            store.deactivate_task(engine, args.tenant, args.name)
+            store.deactivate_task(engine, args.tenant, args.name, **who())
             changed, done = True, "removed"
         offered = store.active_tasks(engine, args.tenant)
     finally:
@@ -89,12 +82,6 @@ def cmd_task(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data-dir", type=Path, help="data folder (env TELEWORK_DATA_DIR; default: user data dir)"
-    )
-
-
 def add_admin_parsers(
     objs: argparse._SubParsersAction[Any], parser_class: type[argparse.ArgumentParser]
 ) -> None:
@@ -108,13 +95,13 @@ def add_admin_parsers(
         ("remove", "stop offering a task", "Stop offering a task; past records keep its name."),
     ):
         p = acts.add_parser(action, help=text, description=description)
-        _data_dir(p)
+        data_dir_option(p)
         p.add_argument("--tenant", required=True, help="tenant id")
         p.add_argument("name", help="task name (1-200 characters)")
         p.set_defaults(func=cmd_task)
     p = acts.add_parser(
         "list", help="list the offered tasks", description="Print the offered tasks, one a line."
     )
-    _data_dir(p)
+    data_dir_option(p)
     p.add_argument("--tenant", required=True, help="tenant id")
     p.set_defaults(func=cmd_task)

@@ -1,5 +1,10 @@
 """The data folder of ``telework up``: made private, and held by one `up` at a time.
 
+:func:`prepare_data_folder` makes the folder 0700; :func:`make_private` takes group and other
+permissions off what `up` keeps in it (database, embedded Redis, keys, URL and token files, logs,
+evidence) when an older release or another umask left them open. `up` runs with umask 077, so
+everything it and its children create later is 0600 (folders 0700).
+
 :func:`lock_data_folder` holds an exclusive ``flock`` on ``DATA_DIR/up.lock`` (0600, the holder's
 pid inside) for as long as `up` lives: the kernel releases it however `up` ends, even killed. A
 second `up` on the folder stops with one line naming the folder and the pid of the first.
@@ -11,9 +16,11 @@ import contextlib
 import errno
 import fcntl
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from core.errors import OperatorError
+from core.private import tighten
 
 LOCK_FILE = "up.lock"  # in the data folder: held (flock) by the `up` running on it, names its pid
 
@@ -27,6 +34,22 @@ def prepare_data_folder(data_dir: Path) -> Path:
     folder = data_dir.resolve()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return folder
+
+
+def make_private(data_dir: Path, entries: Iterable[str]) -> list[Path]:
+    """The data folder 0700 and each of ``entries`` in it (files, folders with all they hold)
+    without group or other permissions; links are left alone. Returns what was changed.
+    OperatorError naming the file when one cannot be changed (another user's)."""
+    try:
+        changed = tighten(data_dir, recursive=False)
+        for name in entries:
+            changed += tighten(data_dir / name)
+    except OSError as exc:
+        raise OperatorError(
+            f"cannot make {exc.filename} private (expected a file of this user, readable by it only): "
+            f"{exc.strerror or exc}"
+        ) from None
+    return changed
 
 
 def lock_data_folder(data_dir: Path, undo: contextlib.ExitStack) -> None:

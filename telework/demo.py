@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from core.private import write_private
 from storage.accounts import create_agent, create_tenant, create_user, lookup_token, reissue_token
 from storage.models import AgentDevice, Tenant, User
 
@@ -61,12 +61,7 @@ def read_tokens(path: Path) -> dict[str, str]:
 
 def write_tokens(path: Path, tokens: dict[str, str]) -> None:
     """Write atomically with mode 0600 (the file holds secrets)."""
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        os.fchmod(fh.fileno(), 0o600)
-        json.dump(tokens, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    write_private(path, json.dumps(tokens, indent=2, sort_keys=True))
 
 
 def ensure_demo(engine: Engine, data_dir: Path, agents: int) -> Path:

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import IO
 
 from core.errors import USAGE_ERROR
 
@@ -35,9 +36,10 @@ class ChildSpec:
 
 
 def stop_waves(names: list[str]) -> list[list[str]]:
-    """Pure: the order of a stop. Agents first (their last events get acked), then gateway and
-    dashboard (nothing new enters the streams), workers last (they persist what is left)."""
-    rank = {name: 0 for name in AGENT_CHILDREN} | {"gateway": 1, "dashboard": 1}
+    """Pure: the order of a stop. Agents first (their last events get acked), then gateway,
+    dashboard and web console (nothing new enters the streams), workers last (they persist what
+    is left)."""
+    rank = {name: 0 for name in AGENT_CHILDREN} | {"gateway": 1, "dashboard": 1, "web": 1}
     waves: dict[int, list[str]] = {}
     for name in names:
         waves.setdefault(rank.get(name, 2), []).append(name)
@@ -108,7 +110,9 @@ def on_child_exit(
 class Supervisor:
     """Starts children, watches them, restarts those that die, and stops them all (SIGTERM, then SIGKILL).
 
-    ``say`` gets each restart's one line for the terminal (it is logged too).
+    ``say`` gets each restart's one line for the terminal (it is logged too). With ``output``, a
+    child's stdout and stderr go to one pipe, handed to ``output(name, pipe)`` as it starts (`up`
+    relays it to its log file and terminal); without, the child writes to `up`'s own.
     """
 
     def __init__(
@@ -117,8 +121,10 @@ class Supervisor:
         environ: Mapping[str, str],
         grace_s: float = 10.0,
         say: Callable[[str], object] | None = None,
+        output: Callable[[str, IO[bytes]], object] | None = None,
     ) -> None:
         self.specs = specs
+        self.output = output
         self.environ = dict(environ)
         self.grace_s = grace_s
         self.say = say
@@ -129,13 +135,18 @@ class Supervisor:
         self.stopping = False
 
     def start(self, spec: ChildSpec) -> None:
+        piped = self.output is not None
         proc = subprocess.Popen(
             spec.argv,
             env={**self.environ, **spec.env},
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if piped else None,
+            stderr=subprocess.STDOUT if piped else None,
             start_new_session=True,  # Ctrl-C reaches `up` only; `up` stops the children in order
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
+        if self.output is not None and proc.stdout is not None:
+            self.output(spec.name, proc.stdout)
         self.procs[spec.name] = proc
         self.started_at[spec.name] = time.monotonic()
         log.info("child started", extra={"child": spec.name, "pid": proc.pid})

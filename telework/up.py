@@ -5,9 +5,13 @@ environment; :func:`split_agents` says which children wait for the servers. :fun
 does the I/O as the list of steps in :func:`_run_up`; what a step starts and must undo (the
 data folder's lock, the embedded Redis, its published URL, the children) goes on one
 :class:`contextlib.ExitStack`, so the stop runs in the reverse order of the start. Children are
-started, watched, restarted when they die and stopped by :mod:`telework.supervisor`.
+started, watched, restarted when they die and stopped by :mod:`telework.supervisor`; what the
+terminal shows and the log file gets is :mod:`telework.console`; the steps before the children
+(log file, embedded Redis, database) are :mod:`telework.up_steps`, the demo's :mod:`telework.up_demo`.
 
-One `up` per data folder (:func:`telework.data_folder.lock_data_folder`).
+One `up` per data folder (:func:`telework.data_folder.lock_data_folder`). `up` and its children
+run with umask 077, and what an older release left open in the data folder is made private
+(:func:`telework.data_folder.make_private`).
 """
 
 from __future__ import annotations
@@ -20,18 +24,22 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import IO, Protocol
 
-from core.process import redis_url_file, stop_on_signals
-from core.settings import ServerSettings
-from telework.data_folder import lock_data_folder, prepare_data_folder
+from core.config import ConfigError
+from core.private import PRIVATE_UMASK
+from core.process import stop_on_signals
+from core.settings import DATABASE_FILE, REDIS_URL_FILE, ServerSettings
+from telework import console
+from telework.console import Banner, banner_lines, progress_line, say
+from telework.data_folder import LOCK_FILE, lock_data_folder, make_private, prepare_data_folder
+from telework.demo_sign_ins import ensure_sign_ins, sign_in_lines
 from telework.supervisor import AGENT_CHILDREN, ChildSpec, ExitDecision, Supervisor
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+from telework.up_demo import CAMERA_AGENT_DIR, DemoAgents, set_up_demo, start_demo_punch
+from telework.up_steps import engine_for, open_log, prepare_database, start_or_use_redis, tenant_ids
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,9 @@ class Resolved:
     gateway_port: int
     dashboard_host: str
     dashboard_port: int
+    dashboard_tenant: str | None = "demo"  # the tenant the live page shows; None: no live page
+    web_host: str = "127.0.0.1"
+    web_port: int = 8702
 
     @property
     def gateway_ws_url(self) -> str:
@@ -60,6 +71,10 @@ class Resolved:
     def dashboard_url(self) -> str:
         return f"http://{_connect_host(self.dashboard_host)}:{self.dashboard_port}/"
 
+    @property
+    def web_url(self) -> str:
+        return f"http://{_connect_host(self.web_host)}:{self.web_port}"
+
 
 @dataclass(frozen=True)
 class UpPlan:
@@ -71,25 +86,11 @@ class UpPlan:
     python: str  # the interpreter the children run on
     events_per_s: float = 1.0
     ready_timeout_s: float = 90.0
-
-
-@dataclass(frozen=True)
-class DemoAgents:
-    """The demo's agents: the simulated ones (their tokens file) and the one on the face pipeline."""
-
-    tokens_file: Path | None = None
-    camera_token: str | None = None
+    verbose: bool = False  # the full log on the terminal too
 
 
 def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
-def demo_scene_available() -> bool:
-    """The demo's camera scene needs the sample faces shipped in the insightface package."""
-    import importlib.util
-
-    return importlib.util.find_spec("insightface") is not None
 
 
 def worker_name(hostname: str, index: int) -> str:
@@ -116,6 +117,9 @@ def plan_children(
         "TELEWORK_GATEWAY_PORT": str(resolved.gateway_port),
         "TELEWORK_DASHBOARD_HOST": resolved.dashboard_host,
         "TELEWORK_DASHBOARD_PORT": str(resolved.dashboard_port),
+        "TELEWORK_WEB_HOST": resolved.web_host,
+        "TELEWORK_WEB_PORT": str(resolved.web_port),
+        "TELEWORK_WEB_BASE_URL": resolved.web_url,
         "PYTHONUNBUFFERED": "1",
     }
     cmd = [python, "-m", "telework"]
@@ -129,7 +133,10 @@ def plan_children(
     specs.append(ChildSpec("builder", [*cmd, "builder"], dict(shared)))
     specs.append(ChildSpec("rollup", [*cmd, "rollup"], dict(shared)))
     specs.append(ChildSpec("retention", [*cmd, "retention", "run"], dict(shared)))
-    specs.append(ChildSpec("dashboard", [*cmd, "dashboard"], dict(shared)))
+    if resolved.dashboard_tenant is not None:
+        live = {**shared, "TELEWORK_DASHBOARD_TENANT": resolved.dashboard_tenant}
+        specs.append(ChildSpec("dashboard", [*cmd, "dashboard"], live))
+    specs.append(ChildSpec("web", [*cmd, "web"], dict(shared)))
     if demo_tokens_file is not None:
         specs.append(
             ChildSpec(
@@ -155,7 +162,7 @@ def plan_children(
                 {
                     "TELEWORK_GATEWAY_URL": resolved.gateway_ws_url,
                     "TELEWORK_AGENT_TOKEN": camera_token,
-                    "TELEWORK_AGENT_DATA_DIR": str(resolved.data_dir / "camera-agent"),
+                    "TELEWORK_AGENT_DATA_DIR": str(resolved.data_dir / CAMERA_AGENT_DIR),
                     "PYTHONUNBUFFERED": "1",
                 },
             )
@@ -170,9 +177,32 @@ def split_agents(specs: list[ChildSpec]) -> tuple[list[ChildSpec], list[ChildSpe
     return servers, agents
 
 
-def embedded_master_key(settings: ServerSettings) -> bool:
-    """Pure: no TELEWORK_MASTER_KEY nor TELEWORK_MASTER_KEY_FILE: the key is a file in the data folder."""
-    return settings.master_key is None and settings.master_key_file is None
+def choose_tenant(requested: str | None, demo: bool, existing: Sequence[str]) -> str | None:
+    """Pure: the tenant the live page shows: TELEWORK_DASHBOARD_TENANT when set (it must exist),
+    else with --demo the demo's, else the first existing one; None when there is none."""
+    if requested is not None:
+        if requested not in existing:
+            names = ", ".join(sorted(existing)) or "none yet"
+            raise ConfigError(
+                "TELEWORK_DASHBOARD_TENANT", f"no tenant {requested!r} to show (the tenants: {names})"
+            )
+        return requested
+    if demo:
+        from telework.demo import DEMO_TENANT
+
+        return DEMO_TENANT
+    return min(existing) if existing else None
+
+
+def private_entries() -> list[str]:
+    """Pure: what `up` keeps in the data folder, to be readable by its owner only."""
+    from storage.keyring import MASTER_KEY_FILENAME
+    from telework.demo import SIMULATED_TOKENS_FILE, TOKENS_FILE
+    from workers.consumer_names import LOCK_FOLDER
+
+    database = [DATABASE_FILE + suffix for suffix in ("", "-wal", "-shm", "-journal")]
+    files = [REDIS_URL_FILE, LOCK_FILE, MASTER_KEY_FILENAME, TOKENS_FILE, SIMULATED_TOKENS_FILE]
+    return [*database, *files, "redis", "evidence", LOCK_FOLDER, console.LOG_FOLDER, CAMERA_AGENT_DIR]
 
 
 # ------------------------------------------------------------------------------ I/O
@@ -200,11 +230,13 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
-def resolve_ports(settings: ServerSettings) -> tuple[int, int]:
-    """Port 0 means any free port; `up` must know the real one to print and to pass on."""
+def resolve_ports(settings: ServerSettings) -> tuple[int, int, int]:
+    """Port 0 means any free port; `up` must know the real one to print and to pass on. The
+    gateway's, the dashboard's and the web console's."""
     gw = settings.gateway_port or free_port(_connect_host(settings.gateway_host))
     dash = settings.dashboard_port or free_port(_connect_host(settings.dashboard_host))
-    return gw, dash
+    web = settings.web_port or free_port(_connect_host(settings.web_host))
+    return gw, dash, web
 
 
 def run_up(
@@ -213,41 +245,58 @@ def run_up(
     agents: int,
     workers: int,
     python: str,
-    on_ready: Callable[[Resolved], None],
+    on_ready: Callable[[Resolved], None] | None = None,
     events_per_s: float = 1.0,
     ready_timeout_s: float = 90.0,
+    verbose: bool = False,
 ) -> int:
     """Run everything until SIGINT/SIGTERM (exit 0); a child that dies is restarted. Exit 2 when a
-    child stops on a configuration error before it was ready, 1 when the servers are not ready in time."""
-    plan = UpPlan(demo, agents, workers, python, events_per_s, ready_timeout_s)
+    child stops on a configuration error before it was ready, 1 when the servers are not ready in
+    time. Once ready, ``on_ready`` is called and the banner printed."""
+    plan = UpPlan(demo, agents, workers, python, events_per_s, ready_timeout_s, verbose)
     stop = threading.Event()
-    with stop_on_signals(stop.set), contextlib.ExitStack() as undo:
-        exit_code = _run_up(settings, plan, on_ready, stop, undo)
-        log.info("stopping", extra={"reason": "signal" if stop.is_set() else "child exit"})
-        return exit_code
+    umask = os.umask(PRIVATE_UMASK)  # every file `up` and its children make: owner only
+    try:
+        with stop_on_signals(stop.set), contextlib.ExitStack() as undo:
+            exit_code = _run_up(settings, plan, on_ready, stop, undo)
+            log.info("stopping", extra={"reason": "signal" if stop.is_set() else "child exit"})
+            return exit_code
+    finally:
+        os.umask(umask)
 
 
 def _run_up(
     settings: ServerSettings,
     plan: UpPlan,
-    on_ready: Callable[[Resolved], None],
+    on_ready: Callable[[Resolved], None] | None,
     stop: threading.Event,
     undo: contextlib.ExitStack,
 ) -> int:
     """The steps of `up`, in order; a step that starts something puts its undoing on ``undo``."""
     data_dir = prepare_data_folder(settings.data_dir)
     lock_data_folder(data_dir, undo)
+    make_private(data_dir, private_entries())
+    log_file = open_log(data_dir, plan.verbose, undo)
+    say(f"telework up: data folder {data_dir}")
     watch: list[Callable[[], None]] = []  # checked as the children are (the embedded Redis)
     redis_url = start_or_use_redis(settings, data_dir, undo, watch)
     database_url = prepare_database(settings, data_dir)
-    demo = set_up_demo(database_url, data_dir, plan.agents) if plan.demo else DemoAgents()
-    resolved = resolve(settings, data_dir, redis_url, database_url)
+    requested = settings.dashboard_tenant if "dashboard_tenant" in settings.model_fields_set else None
+    with engine_for(database_url, settings) as engine:
+        demo = set_up_demo(engine, data_dir, plan.agents) if plan.demo else DemoAgents()
+        sign_ins = sign_in_lines(ensure_sign_ins(engine, data_dir, settings)) if plan.demo else []
+        tenant = choose_tenant(requested, plan.demo, tenant_ids(engine))
+    resolved = resolve(settings, data_dir, redis_url, database_url, tenant)
     hostname = socket.gethostname()
     specs = plan_children(
         plan.python, resolved, plan.workers, hostname, demo.tokens_file, plan.events_per_s, demo.camera_token
     )
     servers, agents = split_agents(specs)
-    supervisor = Supervisor(specs, os.environ, say=say)
+
+    def relay(name: str, pipe: IO[bytes]) -> None:
+        console.relay(name, pipe, log_file, plan.verbose)
+
+    supervisor = Supervisor(specs, os.environ, say=say, output=relay)
     undo.callback(supervisor.stop_all)  # agents, then gateway and dashboard, then workers
     start_children(supervisor, servers)
     exit_code = wait_ready(supervisor, resolved, stop, plan.ready_timeout_s)
@@ -255,93 +304,50 @@ def _run_up(
         return exit_code
     supervisor.mark_ready()
     start_children(supervisor, agents)
-    if demo.camera_token is not None:
-        start_demo_punch(resolved.data_dir / "camera-agent", stop)
-    on_ready(resolved)
+    if on_ready is not None:
+        on_ready(resolved)
+    dashboard = resolved.dashboard_url if resolved.dashboard_tenant is not None else None
+    camera = demo.camera_token is not None
+    banner = Banner(
+        dashboard,
+        resolved.dashboard_tenant,
+        resolved.gateway_ws_url,
+        data_dir,
+        camera,
+        resolved.web_url + "/",
+        sign_ins,
+    )
+    say("\n".join(banner_lines(banner)))
+    if camera:
+        start_demo_punch(resolved.data_dir / CAMERA_AGENT_DIR, stop, say)
     return supervise(supervisor, stop, checks=watch)
 
 
-def start_or_use_redis(
-    settings: ServerSettings,
-    data_dir: Path,
-    undo: contextlib.ExitStack,
-    watch: list[Callable[[], None]] | None = None,
-) -> str:
-    """TELEWORK_REDIS_URL, else an embedded redis-server in the data folder, its URL published in
-    the data folder for the other commands; ``undo`` withdraws the URL, then stops the server."""
-    if settings.redis_url:
-        return settings.redis_url
-    from realtime.embedded_redis import EmbeddedRedis
-
-    redis = EmbeddedRedis(data_dir / "redis")
-    url = redis.start()
-    undo.callback(redis.stop)
-    if watch is not None:
-        watch.append(lambda: redis.revive(say))  # restarted on its port and AOF if it dies
-    url_file = redis_url_file(data_dir)
-    url_file.write_text(url + "\n")
-    undo.callback(url_file.unlink, missing_ok=True)
-    return url
-
-
-@contextlib.contextmanager
-def _engine(database_url: str) -> Iterator[Engine]:
-    """An engine for one set-up step, disposed after it."""
-    from storage.db import make_engine
-
-    engine = make_engine(database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-def prepare_database(settings: ServerSettings, data_dir: Path) -> str:
-    """The database URL (SQLite in the data folder by default), upgraded to the current schema;
-    in embedded key mode, the master key file (0600) created in the data folder first."""
-    from storage.db import upgrade
-    from storage.keyring import ensure_master_key
-
-    database_url = settings.database()
-    if embedded_master_key(settings):
-        ensure_master_key(data_dir)
-    with _engine(database_url) as engine:
-        upgrade(engine)
-    return database_url
-
-
-def set_up_demo(database_url: str, data_dir: Path, agents: int) -> DemoAgents:
-    """The demo tenant and its agents' tokens; with the demo scene available, demo-pc-01 runs the
-    face pipeline and the other agents are simulated from their own tokens file."""
-    from telework.demo import (
-        SIMULATED_TOKENS_FILE,
-        ensure_demo,
-        read_tokens,
-        split_camera_agent,
-        write_tokens,
-    )
-
-    with _engine(database_url) as engine:
-        tokens_file = ensure_demo(engine, data_dir, agents)
-    if not demo_scene_available():
-        return DemoAgents(tokens_file)
-    camera_token, others = split_camera_agent(read_tokens(tokens_file))
-    simulated = data_dir / SIMULATED_TOKENS_FILE
-    write_tokens(simulated, others)
-    return DemoAgents(simulated, camera_token)
-
-
-def resolve(settings: ServerSettings, data_dir: Path, redis_url: str, database_url: str) -> Resolved:
-    """What every child shares: the URLs, the data folder, the real ports."""
-    gw_port, dash_port = resolve_ports(settings)
+def resolve(
+    settings: ServerSettings, data_dir: Path, redis_url: str, database_url: str, tenant: str | None
+) -> Resolved:
+    """What every child shares: the URLs, the data folder, the real ports, the live page's tenant."""
+    gw_port, dash_port, web_port = resolve_ports(settings)
     host, dash_host = settings.gateway_host, settings.dashboard_host
-    return Resolved(redis_url, database_url, data_dir, host, gw_port, dash_host, dash_port)
+    return Resolved(
+        redis_url,
+        database_url,
+        data_dir,
+        host,
+        gw_port,
+        dash_host,
+        dash_port,
+        tenant,
+        settings.web_host,
+        web_port,
+    )
 
 
 def start_children(supervisor: Supervisor, specs: list[ChildSpec]) -> None:
-    """Start ``specs`` in order (readiness is waited for separately)."""
+    """Start ``specs`` in order, one progress line each (readiness is waited for separately)."""
     for spec in specs:
         supervisor.start(spec)
+        say(progress_line(spec.name, f"started (pid {supervisor.procs[spec.name].pid})"))
 
 
 class Polled(Protocol):
@@ -351,14 +357,17 @@ class Polled(Protocol):
 
 
 def wait_ready(supervisor: Polled, resolved: Resolved, stop: threading.Event, timeout_s: float) -> int:
-    """Wait for the gateway's /healthz and the dashboard's port; 0 when ready, else an exit code."""
+    """Wait for the gateway's /healthz, the web console's port and the dashboard's (when there is a
+    live page); 0 when ready, else an exit code."""
     deadline = time.monotonic() + timeout_s
     healthz = resolved.gateway_http_url + "/healthz"
     while not stop.is_set():
         decision = supervisor.poll()
         if decision is not None:
             return decision.exit_code or 1
-        if http_ok(healthz) and port_open(resolved.dashboard_host, resolved.dashboard_port):
+        no_page = resolved.dashboard_tenant is None
+        page = no_page or port_open(resolved.dashboard_host, resolved.dashboard_port)
+        if http_ok(healthz) and page and port_open(resolved.web_host, resolved.web_port):
             return 0
         if time.monotonic() > deadline:
             log.error("servers not ready in time", extra={"timeout_s": timeout_s, "healthz": healthz})
@@ -381,33 +390,3 @@ def supervise(
             return decision.exit_code or 1
         if stop.wait(every_s):
             return 0
-
-
-def say(line: str) -> None:
-    """A line for the person at the terminal (the banner's stream), e.g. a child's restart."""
-    print(line, flush=True)
-
-
-def start_demo_punch(folder: Path, stop: threading.Event) -> None:
-    """The demo camera agent's first punch, tried in the background until it works or `up` stops."""
-    threading.Thread(target=demo_punch_in, args=(folder, stop), daemon=True, name="demo-punch").start()
-
-
-def demo_punch_in(folder: Path, stop: threading.Event, timeout_s: float = 120.0) -> bool:
-    """The demo's camera agent starts work as its user would: a face-verified punch through its
-    control channel, retried until the scene shows the user (or the agent is already on duty)."""
-    from agent.control import ControlError, request
-
-    deadline = time.monotonic() + timeout_s
-    reply: dict[str, object] = {"message": "stopped before the first try"}
-    while not stop.is_set() and time.monotonic() < deadline:
-        try:
-            status, reply = request(folder, "POST", "/api/punch?lang=en", {"kind": "in"})
-        except ControlError:
-            status, reply = 0, {"message": "agent not running yet"}
-        if status == 200 or reply.get("reason") == "already_on_duty":
-            log.info("demo camera agent on duty", extra={"reply": reply.get("message")})
-            return True
-        stop.wait(2.0)
-    log.warning("demo camera agent could not punch in", extra={"last": reply.get("message")})
-    return False

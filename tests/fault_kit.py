@@ -55,8 +55,12 @@ class KillableRedis:
         self.server: EmbeddedRedis | None = None
 
     @property
+    def password(self) -> str:
+        return EmbeddedRedis(self.folder, self.port).password  # the folder's, made at first use
+
+    @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.server = EmbeddedRedis(self.folder, self.port)
@@ -80,14 +84,16 @@ class DeadLinkProxy:
     write on it is answered with a reset (a restarted host that forgot the connection). Connections
     made after that reach the Redis listening on ``upstream_port`` again."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, password: str = "") -> None:
         self.upstream_port = upstream_port
+        self.password = password  # the upstream Redis's, carried in the URL
         self.port = 0
         self.server: asyncio.Server | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     async def __aenter__(self) -> DeadLinkProxy:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)

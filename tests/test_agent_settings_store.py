@@ -23,6 +23,7 @@ from storage.agent_settings_store import change_settings, effective_for, history
 from storage.audit_models import AuditEntry
 from storage.models import Group, Membership, utcnow
 from telework.cli import main
+from tests.admin_world import audit_as_admin
 
 ACTOR = f"cli:{getpass.getuser()}"
 
@@ -45,13 +46,15 @@ def world(engine: Engine) -> dict[str, int]:
 
 
 @pytest.fixture
-def cli_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI on the test database, without Redis (no TELEWORK_REDIS_URL, no running `up`)."""
+def cli_env(engine: Engine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI on the test database, without Redis (no TELEWORK_REDIS_URL, no running `up`); the test's
+    engine audits as the CLI does."""
     for key in list(os.environ):
         if key.startswith("TELEWORK_") and not key.startswith("TELEWORK_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("TELEWORK_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TELEWORK_DATABASE_URL", database_url)
+    audit_as_admin(engine, tmp_path)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -90,7 +93,13 @@ def test_changes_round_trip_with_history_and_audit(engine: Engine) -> None:
     assert undone == [Change("away_after_s", 90.0, None)]
     with Session(engine) as s:
         assert s.get(UserAgentSettings, ids["bob"]) is None  # nothing left at bob's level: no row
-        actions = list(s.execute(select(col(AuditEntry.action), col(AuditEntry.target))).all())
+        actions = list(
+            s.execute(
+                select(col(AuditEntry.action), col(AuditEntry.target), col(AuditEntry.detail))
+                .where(col(AuditEntry.action) == "settings.set")
+                .order_by(col(AuditEntry.seq))
+            ).all()
+        )
     assert [(e.level, e.target, e.field, e.old, e.new, e.actor) for e in history(engine, "acme")] == [
         ("tenant", "", "threshold_level", None, 4, "ops"),
         ("tenant", "", "away_after_s", None, 60.0, "ops"),
@@ -99,10 +108,30 @@ def test_changes_round_trip_with_history_and_audit(engine: Engine) -> None:
         ("user", "bob", "away_after_s", 90.0, None, "ops"),
     ]
     assert [tuple(a) for a in actions] == [
-        ("agent_settings.change", "tenant"),
-        ("agent_settings.change", f"group:{ids['sales']}"),
-        ("agent_settings.change", f"user:{ids['bob']}"),
-        ("agent_settings.change", f"user:{ids['bob']}"),
+        (
+            "settings.set",
+            "tenant:acme",
+            {
+                "source": "ops",
+                "changes": {"away_after_s": [None, 60.0], "threshold_level": [None, 4]},
+                "level": "tenant",
+            },
+        ),
+        (
+            "settings.set",
+            f"group:{ids['sales']}",
+            {"source": "ops", "changes": {"away_after_s": [None, 120.0]}, "level": "group"},
+        ),
+        (
+            "settings.set",
+            f"user:{ids['bob']}",
+            {"source": "ops", "changes": {"away_after_s": [None, 90.0]}, "level": "user"},
+        ),
+        (
+            "settings.set",
+            f"user:{ids['bob']}",
+            {"source": "ops", "changes": {"away_after_s": [90.0, None]}, "level": "user"},
+        ),
     ]
     assert [e.field for e in history(engine, "acme", limit=2)] == ["away_after_s", "away_after_s"]
 
@@ -288,10 +317,11 @@ def test_set_with_redis_refreshes_the_cache(
 ) -> None:
     """With Redis, `settings set --user` stores the change and puts the tenant's new layers in the cache,
     with no warning; `effective_for` answers from the database alone."""
-    ids = world(engine)
+    ids = world(audit_as_admin(engine, tmp_path))
     monkeypatch.setenv("TELEWORK_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TELEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("TELEWORK_REDIS_URL", redis_url)
+    capsys.readouterr()  # the master key's creation, logged
     code, out, err = run(
         ["admin", "settings", "set", "--tenant", "acme", "--user", "bob", "--threshold-level", "5"], capsys
     )

@@ -22,7 +22,8 @@ from realtime import keys
 from realtime.protocol import AgentSettings, LiveState, parse_record
 from realtime.tenant_settings import load_settings
 from storage.accounts import lookup_token
-from storage.db import make_engine, upgrade
+from storage.db import head_revision, make_engine, upgrade
+from storage.keyring import ensure_master_key
 from telework.cli import main
 from telework.demo import TOKENS_FILE, demo_agents, ensure_demo, split_camera_agent
 from telework.supervisor import stop_waves
@@ -36,6 +37,7 @@ HELP_COMMANDS = [
     [],
     ["up"],
     ["gateway"],
+    ["web"],
     ["worker"],
     ["builder"],
     ["rollup"],
@@ -53,11 +55,20 @@ HELP_COMMANDS = [
     ["admin"],
     ["admin", "tenant"],
     ["admin", "tenant", "create"],
+    ["admin", "tenant", "list"],
+    ["admin", "tenant", "show"],
+    ["admin", "tenant", "update"],
+    ["admin", "tenant", "terminate"],
+    ["admin", "tenant", "reinstate"],
     ["admin", "user"],
     ["admin", "user", "create"],
+    ["admin", "user", "list"],
+    ["admin", "user", "update"],
     ["admin", "agent"],
     ["admin", "agent", "create"],
+    ["admin", "agent", "list"],
     ["admin", "agent", "revoke"],
+    ["admin", "agent", "reissue"],
     ["admin", "settings"],
     ["admin", "settings", "set"],
     ["admin", "settings", "show"],
@@ -170,7 +181,7 @@ def test_admin_on_unmigrated_database_says_run_db_upgrade(
         f"telework admin: error: database {sqlite_url(tmp_path)} has no schema; "
         "run `telework db upgrade` first\n"
     )
-    assert run(["db", "upgrade"], capsys)[:2] == (0, "database schema at revision 0005\n")
+    assert run(["db", "upgrade"], capsys)[:2] == (0, f"database schema at revision {head_revision()}\n")
     assert run(["admin", "tenant", "create", "acme", "--name", "Acme"], capsys)[:2] == (
         0,
         "tenant acme created\n",
@@ -181,10 +192,12 @@ def test_admin_on_unmigrated_database_says_run_db_upgrade(
 
 
 def test_admin_creates_tenant_user_agent_and_revokes(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """admin tenant/user/agent create on the configured database; the printed token works until revoked."""
     monkeypatch.setenv("TELEWORK_DATABASE_URL", database_url)
+    ensure_master_key(tmp_path)  # the audit chain's key (else the command logs its creation)
+    capsys.readouterr()
     assert run(["admin", "tenant", "create", "acme", "--name", "Acme", "--time-zone", "UTC"], capsys)[:3] == (
         0,
         "tenant acme created\n",
@@ -287,7 +300,8 @@ RESOLVED = Resolved(
 
 
 def test_plan_children_without_demo() -> None:
-    """Gateway, named workers, builder, rollup, retention, dashboard; all share the URLs and ports."""
+    """Gateway, named workers, builder, rollup, retention, dashboard, web console; all share the URLs
+    and ports."""
     specs = plan_children("/py", RESOLVED, 2, "host")
     assert [(s.name, s.argv) for s in specs] == [
         ("gateway", ["/py", "-m", "telework", "gateway"]),
@@ -297,15 +311,21 @@ def test_plan_children_without_demo() -> None:
         ("rollup", ["/py", "-m", "telework", "rollup"]),
         ("retention", ["/py", "-m", "telework", "retention", "run"]),
         ("dashboard", ["/py", "-m", "telework", "dashboard"]),
+        ("web", ["/py", "-m", "telework", "web"]),
     ]
     for spec in specs:
         assert spec.env["TELEWORK_REDIS_URL"] == "redis://127.0.0.1:7000/0"
         assert spec.env["TELEWORK_DATABASE_URL"] == "sqlite:////d/telework.db"
         assert (spec.env["TELEWORK_GATEWAY_PORT"], spec.env["TELEWORK_DASHBOARD_PORT"]) == ("8700", "8701")
+        assert (spec.env["TELEWORK_WEB_PORT"], spec.env["TELEWORK_WEB_BASE_URL"]) == (
+            "8702",
+            "http://127.0.0.1:8702",
+        )
     assert [s.env.get("TELEWORK_WORKER_NAME") for s in specs] == [
         None,
         "host-worker-1",
         "host-worker-2",
+        None,
         None,
         None,
         None,
@@ -338,11 +358,11 @@ def test_plan_children_rejects_zero_workers() -> None:
 
 
 def test_stop_waves_agents_first_workers_last() -> None:
-    """Stop order: simulated agents, then gateway and dashboard, then the workers."""
+    """Stop order: simulated agents, then gateway, dashboard and web console, then the workers."""
     names = [s.name for s in plan_children("/py", RESOLVED, 2, "h", Path("/t.json"))]
     assert stop_waves(names) == [
         ["agents"],
-        ["gateway", "dashboard"],
+        ["gateway", "dashboard", "web"],
         ["worker-1", "worker-2", "builder", "rollup", "retention"],
     ]
     assert stop_waves(["gateway", "worker-1", "dashboard"]) == [["gateway", "dashboard"], ["worker-1"]]
@@ -402,12 +422,13 @@ def _redis_children(up: psutil.Process) -> list[psutil.Process]:
 def test_up_on_empty_data_folder_starts_and_stops_cleanly(tmp_path: Path) -> None:
     """`up --demo`, empty folder: embedded Redis + AOF there, gateway healthy; SIGTERM -> 0, nothing left."""
     data = tmp_path / "data"
-    gw_port, dash_port = free_port(), free_port()
+    gw_port, dash_port, web_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELEWORK_")}
     env.update(
         TELEWORK_DATA_DIR=str(data),
         TELEWORK_GATEWAY_PORT=str(gw_port),
         TELEWORK_DASHBOARD_PORT=str(dash_port),
+        TELEWORK_WEB_PORT=str(web_port),
         TELEWORK_AGENT_PAGE_PORT="0",
         TELEWORK_LOG_LEVEL="WARNING",
     )
@@ -431,20 +452,29 @@ def test_up_on_empty_data_folder_starts_and_stops_cleanly(tmp_path: Path) -> Non
         (redis,) = _redis_children(up)
         assert redis.cwd() == str(data / "redis")  # redis-server chdirs to its --dir
         assert (data / "redis" / "telework.aof").exists()
-        assert (data / "redis.url").read_text().startswith("redis://127.0.0.1:")
+        assert (data / "redis.url").read_text().startswith("redis://:")  # the password, then the address
+        assert "@127.0.0.1:" in (data / "redis.url").read_text()
         assert stat.S_IMODE((data / TOKENS_FILE).stat().st_mode) == 0o600
         assert stat.S_IMODE((data / "master.key").stat().st_mode) == 0o600
         assert proc.stdout is not None
-        banner = [proc.stdout.readline().decode() for _ in range(3)]
-        assert banner == [
-            "telework is up.\n",
-            f"  dashboard: http://127.0.0.1:{dash_port}/\n",
+        lines = iter(proc.stdout.readline, b"")  # one line per process first, then the banner
+        next(line for line in lines if line == b"telework is up.\n")
+        banner = [next(lines).decode() for _ in range(6)]
+        assert [banner[0], banner[1], banner[5]] == [
+            f"  dashboard: http://127.0.0.1:{dash_port}/  (live page of tenant demo)\n",
+            f"  console:   http://127.0.0.1:{web_port}/  (web console: sign in)\n",
             f"  gateway:   ws://127.0.0.1:{gw_port}/v1/agent\n",
         ]
+        assert [line.split(", ")[1] for line in banner[2:5]] == [
+            "login admin",
+            "login manager",
+            "login user01",
+        ]
+        assert http_ok(f"http://127.0.0.1:{web_port}/signin")
         wait_until_sync(
-            lambda: len(up.children()) == 9,
+            lambda: len(up.children()) == 10,
             60,
-            what="redis, gateway, worker, builder, rollup, retention, dashboard, 2 agent processes",
+            what="redis, gateway, worker, builder, rollup, retention, dashboard, web, 2 agent processes",
         )
         live = redis_client.Redis.from_url((data / "redis.url").read_text().strip())
 

@@ -143,3 +143,24 @@ def test_keyring_creates_one_key_per_tenant(engine: Engine) -> None:
         Keyring(crypto.new_key(), engine).open("acme", blob, b"ctx")
     with pytest.raises(crypto.CryptoError, match=f"data key {acme_id} of tenant 'other' does not exist"):
         first.open("other", blob, b"ctx")
+
+
+def test_derived_keys_are_per_purpose() -> None:
+    """HKDF gives the same 32 bytes for a master key and purpose, different ones for another of either."""
+    master = crypto.new_key()
+    key = crypto.derive_key(master, b"telework/audit-chain/v1")
+    assert len(key) == 32 and key != master
+    assert crypto.derive_key(master, b"telework/audit-chain/v1") == key
+    assert crypto.derive_key(master, b"telework/other/v1") != key
+    assert crypto.derive_key(crypto.new_key(), b"telework/audit-chain/v1") != key
+    with pytest.raises(crypto.CryptoError, match="master key: expected 32 bytes, got 31"):
+        crypto.derive_key(master[:31], b"x")
+    with pytest.raises(crypto.CryptoError, match="expected a purpose label, got an empty one"):
+        crypto.derive_key(master, b"")
+
+
+def test_keyring_holds_the_audit_chain_key(engine: Engine) -> None:
+    """A keyring exposes the key derived for the audit chain, never the master key itself."""
+    master = crypto.new_key()
+    ring = Keyring(master, engine)
+    assert ring.audit_chain_key == crypto.derive_key(master, b"telework/audit-chain/v1") != master

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ from sqlmodel import Session, col
 
 from core.ids import SLUG_RE
 from realtime import keys
-from realtime.erase import RedisErasure, entry_agent, erase_agents, letter_agent, scrubbed
-from realtime.protocol import DeadLetter, LiveState, encode, parse_record
+from realtime.erase import RedisErasure, entry_agent, erase_agents, letter_agent, still_online
+from realtime.protocol import DeadLetter, LiveRemoved, LiveState, encode, parse_record
 from storage import accounts
 from storage.audit_models import AuditEntry
 from storage.keyring import ensure_master_key
@@ -29,6 +28,8 @@ from storage.personal_data import find_subject
 from tests.test_cli_data import _call, _parser
 from tests.test_worker import count_rows, event_json, events, produce, running, settings_for
 from tests.waiting import wait_until
+from web import keys as web_keys
+from web import session_store
 from workers.persist import persist_consumer
 
 T = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -69,12 +70,11 @@ def test_entries_and_letters_name_their_agent() -> None:
     assert letter_agent(letter({})) is None
 
 
-def test_scrubbed_state_keeps_nothing_of_the_person() -> None:
-    """Offline, no user, state, duty or task; last_seq kept so live pages accept it as newer."""
-    later = datetime(2026, 11, 21, tzinfo=UTC)
-    assert scrubbed(live("pc-1", "aiko"), TENANT, "pc-1", later) == LiveState(
-        tenant=TENANT, agent_id="pc-1", online=False, last_seen=later, last_seq=7
-    )
+def test_still_online_reads_each_agents_live_state() -> None:
+    """Online states are named in order; offline, absent and unreadable ones are not."""
+    offline = live("pc-2", "ben").model_copy(update={"online": False})
+    held = [encode(live("pc-1", "aiko")), encode(offline), None, "{not json", encode(live("pc-5", "eve"))]
+    assert still_online(["pc-1", "pc-2", "pc-3", "pc-4", "pc-5"], held) == ["pc-1", "pc-5"]
 
 
 @given(st.dictionaries(st.one_of(st.text(), st.binary()), st.one_of(st.text(), st.binary()), max_size=4))
@@ -124,7 +124,7 @@ async def _range(client: aioredis.Redis, key: str) -> list[tuple[str, dict[str, 
 
 async def test_erase_removes_the_agents_entries_letters_and_live_states(aredis: aioredis.Redis) -> None:
     """40 entries (30 pending, 10 never delivered), 2 letters and 1 live state of pc-1 go; pc-2's
-    stay; the pending ones are acked, and live pages are sent the state without the person."""
+    stay; the pending ones are acked, and live pages are told to drop the agent's row."""
     first, _ = await _world(aredis)
     pubsub = aredis.pubsub()
     await pubsub.subscribe(keys.live_channel(TENANT))
@@ -141,7 +141,7 @@ async def test_erase_removes_the_agents_entries_letters_and_live_states(aredis: 
     assert [letter_agent(f) for f in letters] == ["pc-2", None]
     assert list(await aredis.hkeys(keys.live_hash(TENANT))) == ["pc-2"]
     message = await wait_until(lambda: pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1))
-    assert parse_record(message["data"], LiveState) == scrubbed(live("pc-1", "aiko"), TENANT, "pc-1", now)
+    assert parse_record(message["data"], LiveRemoved) == LiveRemoved(tenant=TENANT, agent_id="pc-1", at=now)
     await pubsub.aclose()
     assert await erase_agents(aredis, TENANT, ["pc-1"], now) == RedisErasure()
 
@@ -189,31 +189,62 @@ def test_erase_user_reaches_redis_and_audits_the_counts(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """erase-user prints what it removed from Redis and records it in a `user.erase.redis` entry."""
+    """erase-user prints what it removed per Redis key and records it in `user.erase` by user id;
+    their web console sessions end; a live state still online after the wait (no gateway marked it
+    offline) is warned about."""
     monkeypatch.setenv("TELEWORK_REDIS_URL", redis_url)
+    monkeypatch.setenv("TELEWORK_REVOCATION_CHECK_S", "0.1")
 
-    async def fill() -> None:
+    async def fill() -> str:
         client = aioredis.Redis.from_url(redis_url)
         try:
             await _world(client)
+            token, _ = await session_store.begin(
+                client, user_id=1, tenant=TENANT, version=1, now=0.0, address="192.0.2.7", absolute_s=3600
+            )
+            return token
         finally:
             await client.aclose()
 
-    asyncio.run(fill())
+    web_token = asyncio.run(fill())
     assert (
         _call(cli, tmp_path, "admin", "erase-user", "--tenant", TENANT, "aiko", "--yes", "--actor", "dpo")
         == 0
     )
-    out = capsys.readouterr().out.splitlines()
-    assert out == [
-        "user aiko of tenant acme erased (agent_device_unlinked 1, tw_user 1)",
-        "removed from Redis: 40 event(s), 2 dead letter(s), 1 live state(s)",
+    printed = capsys.readouterr()
+    out = printed.out.splitlines()
+    assert out[0] == "user aiko of tenant acme erased (user:1)"
+    assert out[-6:-2] == [
+        "  redis tw:{acme}:events: 40 removed",
+        "  redis tw:{acme}:dead: 2 removed",
+        "  redis tw:{acme}:live: 1 removed",
+        "  redis tw:{acme}:web-sessions:1: 1 removed",
+    ]
+
+    async def web_session_left() -> bool:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            gone = await session_store.load(client, web_token) is None
+            return not gone or bool(await client.exists(web_keys.user_sessions_key(TENANT, 1)))
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(web_session_left()) is False
+    assert out[-2] == "  redis: settings cache rewritten"
+    assert out[-1] in ("  redis: append-only file rewritten", "  redis: no append-only file")
+    assert printed.err.splitlines() == [
+        "telework admin: warning: agents pc-1 still looked online after 5.2 s (a gateway that stopped?); "
+        "their tokens are revoked"
     ]
     with Session(engine) as s:
-        last = s.execute(select(AuditEntry).order_by(col(AuditEntry.seq).desc()).limit(1)).scalar_one()
-    assert (last.actor, last.action, last.tenant_id) == ("dpo", "user.erase.redis", TENANT)
-    assert last.target.startswith("user:")
-    assert json.loads(json.dumps(last.detail)) == {"events": 40, "dead_letters": 2, "live_states": 1}
+        entries = list(s.execute(select(AuditEntry).order_by(col(AuditEntry.seq))).scalars())
+    erasure = {e.action: e for e in entries if e.action.startswith("user.erase")}
+    assert list(erasure) == ["user.erase.revoke", "user.erase", "user.erase.finish"]
+    assert {(e.actor, e.tenant_id, e.target) for e in erasure.values()} == {("dpo", TENANT, "user:1")}
+    assert erasure["user.erase"].detail["redis"] == {"events": 40, "dead_letters": 2, "live_states": 1}
+    assert erasure["user.erase.finish"].detail["redis"] == {
+        "tw:{acme}:events": 40, "tw:{acme}:dead": 2, "tw:{acme}:live": 1, "tw:{acme}:web-sessions:1": 1,
+    }  # fmt: skip
 
 
 def test_erase_user_refuses_before_erasing_when_redis_is_down(
@@ -230,3 +261,22 @@ def test_erase_user_refuses_before_erasing_when_redis_is_down(
     assert err.startswith("telework admin: error: Redis at redis://127.0.0.1:1/0 cannot be reached (")
     assert err.endswith("nothing was erased, run it again once Redis is up\n")
     assert find_subject(engine, TENANT, "aiko").agents == ("pc-1",)
+
+
+def test_export_refuses_when_its_redis_is_down(
+    cli: argparse.ArgumentParser,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A configured Redis that cannot be reached: one line naming it (password hidden), no zip."""
+    monkeypatch.setenv("TELEWORK_REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
+    out = tmp_path / "aiko.zip"
+    assert _call(cli, tmp_path, "admin", "export-user", "--tenant", TENANT, "aiko", "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("telework admin: error: Redis at redis://:***@127.0.0.1:1/0 cannot be reached (")
+    assert err.endswith(
+        "export-user includes what Redis holds about the user: nothing was exported, "
+        "run it again once Redis is up\n"
+    )
+    assert not out.exists()

@@ -16,7 +16,8 @@ from sqlmodel import Session
 
 from core.config import ConfigError
 from core.settings import ServerSettings
-from storage import accounts
+from storage import accounts, hash_chain_store
+from storage.audit_witness import WITNESS_KEY, read_witness
 from storage.blob_backends import LocalBackend
 from storage.crypto import sha256_hex
 from storage.evidence_models import EvidenceObject
@@ -147,7 +148,8 @@ def test_missing_and_deleted(engine: Engine, store: EvidenceStore) -> None:
 
 
 def test_local_files_are_ciphertext(tmp_path: Path, engine: Engine) -> None:
-    """Local evidence files live under data_dir/evidence, mode 0600, and never hold the plaintext."""
+    """Local evidence files live under data_dir/evidence, mode 0600 in folders 0700 all the way
+    down (whatever the umask), and never hold the plaintext."""
     accounts.create_tenant(engine, "acme", "Acme")
     store = open_store(_settings(tmp_path, "local", None), engine)
     assert isinstance(store.backend, LocalBackend)
@@ -157,6 +159,8 @@ def test_local_files_are_ciphertext(tmp_path: Path, engine: Engine) -> None:
         f"evidence/{object_key('acme', sha256_hex(PHOTO))}"
     ]
     assert files[0].stat().st_mode & 0o777 == 0o600
+    folders = [p for p in (tmp_path / "evidence").rglob("*") if p.is_dir()] + [tmp_path / "evidence"]
+    assert {p.stat().st_mode & 0o777 for p in folders} == {0o700}
     assert PHOTO[4:64] not in files[0].read_bytes()
 
 
@@ -178,3 +182,16 @@ def test_s3_settings_errors(tmp_path: Path, engine: Engine) -> None:
     settings = ServerSettings(data_dir=tmp_path, evidence_backend="s3")
     with pytest.raises(ConfigError, match=r"^TELEWORK_S3_ACCESS_KEY: evidence backend s3 needs"):
         open_store(settings, engine)
+
+
+def test_audit_head_witness_on_each_backend(engine: Engine, store: EvidenceStore) -> None:
+    """Entries appended through the store's engine are witnessed beside the evidence, on either backend."""
+    hash_chain_store.record(engine, actor="admin", action="tenant.update", target="tenant:acme", at=TAKEN)
+    head = hash_chain_store.current_head(engine, store.chain_guard())
+    assert read_witness(store.backend, store.chain_guard().key) == head
+    store.backend.delete(WITNESS_KEY)
+    report = hash_chain_store.verify(engine, store)
+    assert report.witness == "missing"
+    assert report.problems[0].startswith(
+        f"the evidence store has no audit head witness ({store.backend.where(WITNESS_KEY)})"
+    )

@@ -277,7 +277,8 @@ async def test_events_are_acked_with_highest_seq_after_landing_in_the_stream(
 
 
 async def test_state_event_updates_live_hash_and_publishes(gw: Running, aredis: aioredis.Redis) -> None:
-    """After a state event the live hash holds the new LiveState and the same JSON is published."""
+    """After a state event the live hash holds the new LiveState (with the hello's agent version) and
+    the same JSON is published."""
     pubsub = aredis.pubsub()
     await pubsub.subscribe(keys.live_channel(gw.tenant))
     try:
@@ -297,7 +298,7 @@ async def test_state_event_updates_live_hash_and_publishes(gw: Running, aredis: 
             stored = await live_of(aredis, gw)
             assert stored == message
             assert (message.online, message.state, message.since, message.last_seq) == (True, "away", T0, 1)
-            assert message.last_event_id == first.id
+            assert (message.last_event_id, message.agent_version) == (first.id, "test")  # from the hello
     finally:
         await pubsub.aclose()
 

@@ -21,8 +21,9 @@ LAYERS: dict[str, frozenset[str]] = {
     "realtime": frozenset({"core", "realtime.protocol", "storage"}),
     "workers": frozenset({"core", "realtime.protocol", "storage", "realtime"}),
     "dashboard": frozenset({"core", "realtime.protocol", "storage", "realtime", "workers"}),
+    "web": frozenset({"core", "realtime.protocol", "storage", "realtime", "workers", "dashboard"}),
     "telework": frozenset(
-        {"core", "realtime.protocol", "storage", "realtime", "workers", "dashboard", "agent"}
+        {"core", "realtime.protocol", "storage", "realtime", "workers", "dashboard", "web", "agent"}
     ),
 }
 TOP_PACKAGES = frozenset(name.split(".")[0] for name in LAYERS)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
+from core.settings import ServerSettings
+from storage import hash_chain_store
 from storage.db import (
     SchemaError,
     check_schema,
@@ -17,8 +22,14 @@ from storage.db import (
     import_tables,
     upgrade,
 )
+from storage.evidence_store import open_store
+from storage.hash_chain import GENESIS, link_hash
+from storage.keyring import ensure_master_key
 from telework.cli import main
 
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+HEAD = "0007"
 TABLES = {
     "agent_device",
     "agent_settings_change",
@@ -42,6 +53,8 @@ TABLES = {
     "tw_group",
     "tw_user",
     "user_agent_settings",
+    "web_credential",
+    "web_setup_code",
 }
 
 
@@ -50,9 +63,9 @@ def _url(engine: Engine) -> str:
 
 
 def test_migrated_database_matches_the_models(engine: Engine) -> None:
-    """After upgrade: revision 0005 (head), every table, no difference from the models, check passes."""
-    assert head_revision() == "0005"
-    assert current_revision(engine) == "0005"
+    """After upgrade: the newest revision (HEAD), every table, no difference from the models, check passes."""
+    assert head_revision() == HEAD
+    assert current_revision(engine) == HEAD
     assert set(inspect(engine).get_table_names()) == TABLES
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), import_tables()) == []
@@ -66,7 +79,7 @@ def test_downgrade_to_base_and_upgrade_again(engine: Engine) -> None:
     with pytest.raises(SchemaError) as err:
         check_schema(engine)
     assert str(err.value) == f"database {_url(engine)} has no schema; run `telework db upgrade` first"
-    assert upgrade(engine) == "0005"
+    assert upgrade(engine) == HEAD
     assert set(inspect(engine).get_table_names()) == TABLES
     check_schema(engine)
 
@@ -77,7 +90,7 @@ def test_database_behind_head_names_both_revisions(engine: Engine) -> None:
     with pytest.raises(SchemaError) as err:
         check_schema(engine)
     assert str(err.value) == (
-        f"database {_url(engine)} is at revision 0001, this code needs 0005; run `telework db upgrade`"
+        f"database {_url(engine)} is at revision 0001, this code needs {HEAD}; run `telework db upgrade`"
     )
 
 
@@ -102,10 +115,10 @@ def test_create_all_era_database_is_stamped_and_upgraded_keeping_rows(engine: En
     with pytest.raises(SchemaError) as err:
         check_schema(engine)
     assert str(err.value) == (
-        f"database {_url(engine)} has the schema of an older release, this code needs revision 0005; "
+        f"database {_url(engine)} has the schema of an older release, this code needs revision {HEAD}; "
         "run `telework db upgrade`"
     )
-    assert upgrade(engine) == "0005"
+    assert upgrade(engine) == HEAD
     check_schema(engine)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT login, language, time_zone FROM tw_user")).all()
@@ -120,8 +133,8 @@ def test_cli_db_upgrade_applies_the_migrations(
     downgrade(engine, "0001")
     monkeypatch.setenv("TELEWORK_DATABASE_URL", database_url)
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr().out == "database schema at revision 0005\n"
-    assert current_revision(engine) == "0005"
+    assert capsys.readouterr().out == f"database schema at revision {HEAD}\n"
+    assert current_revision(engine) == HEAD
 
 
 def test_the_versions_package_lists_every_revision() -> None:
@@ -149,7 +162,7 @@ def test_event_key_per_tenant_migration_keeps_rows(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(insert, {"id": event_id, "tenant": "acme", "seq": 7})
     assert inspect(engine).get_pk_constraint("event")["constrained_columns"] == ["id"]
-    assert upgrade(engine) == "0005"
+    assert upgrade(engine, "0005") == "0005"
     key = inspect(engine).get_pk_constraint("event")
     assert (key["name"], key["constrained_columns"]) == ("pk_event", ["tenant_id", "id"])
     with engine.begin() as conn:
@@ -157,3 +170,41 @@ def test_event_key_per_tenant_migration_keeps_rows(engine: Engine) -> None:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT tenant_id, id, seq FROM event ORDER BY tenant_id")).all()
     assert [tuple(r) for r in rows] == [("acme", event_id, 7), ("globex", event_id, 2**63 - 1)]
+
+
+def test_chain_of_an_older_version_keeps_verifying(
+    engine: Engine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Entries written at 0005 (plain hashes) verify after 0006; authenticated ones continue that chain."""
+    downgrade(engine, "0005")
+    insert = text(
+        "INSERT INTO audit_log (tenant_id, actor, action, target, detail, at, prev_hash, hash) "
+        "VALUES (NULL, 'admin', 'tenant.create', :target, '{}', :at, :prev, :pending) RETURNING seq"
+    )
+    prev = GENESIS
+    with engine.begin() as conn:
+        for n in (1, 2):
+            target = f"tenant:t{n}"
+            seq = conn.execute(
+                insert, {"target": target, "at": T0, "prev": prev, "pending": f"p{n}"}
+            ).scalar_one()
+            fields: dict[str, object] = {"seq": seq, "tenant_id": None, "actor": "admin"}
+            fields |= {"action": "tenant.create", "target": target, "detail": {}, "at": T0}
+            prev = link_hash(prev, fields)
+            conn.execute(text("UPDATE audit_log SET hash = :h WHERE seq = :seq"), {"h": prev, "seq": seq})
+    assert upgrade(engine) == HEAD
+    monkeypatch.setenv("TELEWORK_DATABASE_URL", database_url)
+    ensure_master_key(tmp_path)
+    store = open_store(ServerSettings(data_dir=tmp_path), engine)
+    summary = (
+        f"audit log: 2 entries, head 2:{prev}, witness none; evidence: 0 object(s) checked; 0 problem(s)\n"
+    )
+    assert main(["audit", "verify", "--data-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == summary
+    hash_chain_store.record(engine, actor="admin", action="tenant.create", target="tenant:t3", at=T0)
+    report = hash_chain_store.verify(engine, store)
+    assert (report.entries, report.witness, report.problems) == (3, "entry 3", [])
+    with engine.connect() as conn:
+        macs = conn.execute(text("SELECT seq, mac IS NULL FROM audit_log ORDER BY seq")).all()
+    assert [tuple(m) for m in macs] == [(1, True), (2, True), (3, False)]

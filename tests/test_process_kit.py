@@ -142,7 +142,7 @@ def test_redis_url_prefers_the_setting_then_the_published_file(tmp_path: Path) -
 
 
 def test_run_command_turns_operator_errors_into_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    """OperatorError -> its message on one line and exit 2; a defect keeps its traceback."""
+    """OperatorError -> its message, control characters escaped, and exit 2; a defect keeps its traceback."""
 
     def fails() -> int:
         raise OperatorError("tenant 'x' does not exist")
@@ -150,6 +150,13 @@ def test_run_command_turns_operator_errors_into_one_line(capsys: pytest.CaptureF
     assert run_command("telework admin", fails) == USAGE_ERROR
     assert capsys.readouterr().err == "telework admin: error: tenant 'x' does not exist\n"
     assert run_command("telework x", lambda: None) == 0
+
+    def quotes_a_terminal_escape() -> int:
+        raise OperatorError("no source /tmp/\x1b[2Jx\ry\n  second problem")
+
+    assert run_command("telework agent try", quotes_a_terminal_escape) == USAGE_ERROR
+    err = capsys.readouterr().err
+    assert err == "telework agent try: error: no source /tmp/\\x1b[2Jx\\ry\n  second problem\n"
 
     def defect() -> int:
         raise KeyError("bug")
@@ -265,4 +272,5 @@ def test_a_user_with_settings_is_exported_and_erased_from_the_command_line(tmp_p
     assert {"user_agent_settings", "agent_settings_change"} <= set(tables)
     erased = run("admin", "erase-user", "--tenant", "acme", "bob", "--yes")
     assert (erased.returncode, "Traceback" in erased.stderr) == (0, False), erased.stderr
-    assert "user_agent_settings 1" in erased.stdout and "agent_settings_change 1" in erased.stdout
+    assert "database user_agent_settings: 1 row(s) deleted" in erased.stdout
+    assert "database agent_settings_change: 1 row(s) deleted" in erased.stdout

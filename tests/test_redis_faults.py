@@ -193,7 +193,7 @@ async def test_gateway_and_worker_carry_on_after_redis_restarts(tmp_path: Path) 
     database_url = migrated_sqlite(tmp_path)
     tenant, (token_1, token_2) = provision(database_url, agents=2)
     with killable_redis(tmp_path / "redis") as redis:
-        async with DeadLinkProxy(redis.port) as link:
+        async with DeadLinkProxy(redis.port, redis.password) as link:
             env = server_env(
                 TELEWORK_REDIS_URL=link.url,
                 TELEWORK_DATABASE_URL=database_url,

@@ -16,6 +16,7 @@ from sqlmodel import Session, col
 from core.settings import ServerSettings
 from storage import accounts
 from storage.activity import EventRecord, Incident, Interval
+from storage.audit_models import AuditEntry
 from storage.crypto import sha256_hex
 from storage.evidence_models import EvidenceObject, FaceTemplate
 from storage.evidence_store import EvidenceStore, open_store, save_evidence
@@ -124,7 +125,8 @@ def test_dead_letter_cutoff_is_the_lower_of_its_keep_and_retention() -> None:
 
 
 def test_deletes_exactly_what_is_due(engine: Engine, store: EvidenceStore) -> None:
-    """Rows just older than the cut-off go; rows at or after it, open ones and held incidents stay."""
+    """Rows just older than the cut-off go; rows at or after it, open ones and held incidents stay;
+    the pass that removed them is one audit entry with its counts."""
     _add(engine, _event("old", CUTOFF - SEC), _event("edge", CUTOFF), _event("new", CUTOFF + SEC))
     _, iv_new, iv_open = _add(
         engine,
@@ -174,6 +176,11 @@ def test_deletes_exactly_what_is_due(engine: Engine, store: EvidenceStore) -> No
         assert store.exists("acme", sha) == (sha in kept), sha
     assert run_once(engine, store, NOW).summary()["events"] == 0
     assert run_once(engine, store, NOW).evidence == 0
+    with Session(engine) as s:
+        entries = s.execute(select(AuditEntry).where(col(AuditEntry.action) == "retention.purge")).scalars()
+        (entry,) = list(entries)  # the pass that removed something, not the two that removed nothing
+    assert (entry.actor, entry.target, entry.tenant_id) == ("system", "retention", None)
+    assert entry.detail == {"source": "system", "removed": report.summary()}
 
 
 def test_batches_and_progress(engine: Engine, store: EvidenceStore, caplog: pytest.LogCaptureFixture) -> None:

@@ -23,6 +23,7 @@ from storage.accounts import create_tenant
 from storage.db import make_engine
 from storage.tasks import TaskError, active_tasks, create_task, deactivate_task
 from telework.cli import main
+from tests.admin_world import audit_as_admin
 from tests.desk_world import USER, scene_image, watched_pipeline
 from tests.test_gateway import Running, gateway_on, recv, session
 from tests.waiting import wait_until
@@ -179,11 +180,12 @@ def test_cli_task_list_errors_and_unreachable_redis(
 ) -> None:
     """`admin task list` prints one name a line; a bad tenant is one line and exit 2; with Redis down the
     change is made and a warning says open sessions get it at their next connection."""
-    engine = make_engine(database_url)
+    engine = audit_as_admin(make_engine(database_url), tmp_path)
     try:
         create_tenant(engine, "acme", "Acme")
     finally:
         engine.dispose()
+    capsys.readouterr()  # the master key's creation, logged
     down = "redis://127.0.0.1:1/0"
     assert (
         cli(

@@ -4,6 +4,7 @@ folder's lock, and the embedded Redis a killed `up` left behind."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -18,19 +19,21 @@ import pytest
 import redis
 
 import realtime.embedded_redis
+from core.config import ConfigError
 from core.settings import ServerSettings
 from realtime.embedded_redis import PID_FILE, is_embedded_redis, read_pid
 from telework.data_folder import LOCK_FILE, DataFolderBusy, lock_data_folder
 from telework.supervisor import ChildSpec, ExitDecision
 from telework.up import (
     Resolved,
-    embedded_master_key,
+    choose_tenant,
     plan_children,
+    private_entries,
     split_agents,
-    start_or_use_redis,
     supervise,
     wait_ready,
 )
+from telework.up_steps import embedded_master_key, start_or_use_redis
 from tests.fault_kit import ROOT, server_env
 
 RESOLVED = Resolved(
@@ -61,7 +64,15 @@ def test_split_agents_starts_servers_first_and_agents_after() -> None:
     """Servers keep their start order; the simulated and camera agents come after them."""
     specs = plan_children("/py", RESOLVED, 1, "h", Path("/d/sim.json"), 1.0, camera_token="twa_x")
     servers, agents = split_agents(specs)
-    assert [s.name for s in servers] == ["gateway", "worker-1", "builder", "rollup", "retention", "dashboard"]
+    assert [s.name for s in servers] == [
+        "gateway",
+        "worker-1",
+        "builder",
+        "rollup",
+        "retention",
+        "dashboard",
+        "web",
+    ]
     assert [s.name for s in agents] == ["agents", "camera-agent"]
 
 
@@ -69,6 +80,43 @@ def test_split_agents_without_demo_has_no_agents() -> None:
     """Without --demo every child is a server."""
     specs = [ChildSpec("gateway", ["g"]), ChildSpec("worker-1", ["w"])]
     assert split_agents(specs) == (specs, [])
+
+
+def test_the_live_page_shows_an_existing_tenant_or_none() -> None:
+    """A named tenant must exist; else the demo's with --demo, the first existing one, or none."""
+    assert choose_tenant(None, False, ["zeta", "acme"]) == "acme"
+    assert choose_tenant(None, False, []) is None
+    assert choose_tenant(None, True, []) == "demo"
+    assert choose_tenant("zeta", False, ["zeta", "acme"]) == "zeta"
+    with pytest.raises(ConfigError) as caught:
+        choose_tenant("demo", False, ["zeta", "acme"])
+    assert (
+        str(caught.value) == "TELEWORK_DASHBOARD_TENANT: no tenant 'demo' to show (the tenants: acme, zeta)"
+    )
+    with pytest.raises(ConfigError) as caught:
+        choose_tenant("x\x1b[2J", False, [])
+    assert (
+        str(caught.value)
+        == "TELEWORK_DASHBOARD_TENANT: no tenant 'x\\x1b[2J' to show (the tenants: none yet)"
+    )
+
+
+def test_without_a_tenant_there_is_no_live_page_and_with_one_it_is_named() -> None:
+    """No tenant: no dashboard child; a tenant: the dashboard child is told which one."""
+    none = dataclasses.replace(RESOLVED, dashboard_tenant=None)
+    assert "dashboard" not in [s.name for s in plan_children("/py", none, 1, "h")]
+    acme = dataclasses.replace(RESOLVED, dashboard_tenant="acme")
+    (dashboard,) = [s for s in plan_children("/py", acme, 1, "h") if s.name == "dashboard"]
+    assert dashboard.env["TELEWORK_DASHBOARD_TENANT"] == "acme"
+
+
+def test_private_entries_name_what_up_keeps_in_the_data_folder() -> None:
+    """The database with its WAL files, the embedded Redis, keys, URL, lock, tokens, logs, evidence."""
+    assert private_entries() == [
+        *["telework.db", "telework.db-wal", "telework.db-shm", "telework.db-journal"],
+        *["redis.url", "up.lock", "master.key", "demo-agents.json", "demo-simulated.json"],
+        *["redis", "evidence", "consumers", "logs", "camera-agent"],
+    ]
 
 
 def test_embedded_master_key_only_when_no_key_is_given(tmp_path: Path) -> None:
@@ -121,13 +169,14 @@ def test_given_redis_url_is_used_and_nothing_is_published(tmp_path: Path) -> Non
 def test_embedded_redis_url_is_withdrawn_before_redis_stops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Undo runs in reverse: the published URL file goes first, then the embedded Redis stops."""
+    """The published URL file is 0600; undo runs in reverse: it goes first, then the embedded Redis stops."""
     events: list[str] = []
     url_file = tmp_path / "redis.url"
 
     class FakeRedis:
         def __init__(self, folder: Path) -> None:
             events.append(f"init {folder.name}")
+            self.folder, self.port = folder, 7001
 
         def start(self) -> str:
             events.append("start")
@@ -140,6 +189,7 @@ def test_embedded_redis_url_is_withdrawn_before_redis_stops(
     with contextlib.ExitStack() as undo:
         url = start_or_use_redis(ServerSettings(data_dir=tmp_path), tmp_path, undo)
         assert url_file.read_text() == "redis://127.0.0.1:7001/0\n"
+        assert stat.S_IMODE(url_file.stat().st_mode) == 0o600  # it holds the password
     assert url == "redis://127.0.0.1:7001/0"
     assert events == ["init redis", "start", "stop (url file exists: False)"]
 
@@ -193,7 +243,7 @@ from pathlib import Path
 from core.process import stop_on_signals
 from core.settings import ServerSettings
 from telework.data_folder import lock_data_folder, prepare_data_folder
-from telework.up import start_or_use_redis
+from telework.up_steps import start_or_use_redis
 
 stop = threading.Event()
 with stop_on_signals(stop.set), contextlib.ExitStack() as undo:
@@ -233,7 +283,8 @@ def test_a_killed_up_leaves_no_second_redis_on_its_append_only_file(tmp_path: Pa
             text=True,
         )
         assert proc.stdout is not None
-        return proc, proc.stdout.readline().strip()
+        lines = iter(proc.stdout.readline, "")  # the progress line, then the URL
+        return proc, next(line for line in lines if line.startswith("redis://")).strip()
 
     first, url = start_steps()
     second: subprocess.Popen[str] | None = None

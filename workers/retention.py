@@ -91,6 +91,12 @@ class RetentionReport:
     stopped: bool = False  # the run was asked to stop before it finished
     problems: tuple[str, ...] = field(default=())
 
+    @property
+    def removed_any(self) -> bool:
+        """Whether the run removed anything (what an audit entry is written for)."""
+        counts = (self.events, self.intervals, self.incidents, self.evidence)
+        return any(counts) or bool(self.face_templates or self.face_images)
+
     def add(self, **counts: int) -> RetentionReport:
         return replace(self, **{k: getattr(self, k) + v for k, v in counts.items()})
 

@@ -32,6 +32,7 @@ from sqlmodel import Session, col
 
 from core.process import stop_on_signals
 from storage.activity import EventRecord, Incident, Interval
+from storage.audit_trail import SYSTEM, AuditAction, audit
 from storage.db import open_database
 from storage.evidence_models import EvidenceObject, FaceTemplate
 from storage.evidence_store import EvidenceStore, open_store
@@ -240,7 +241,24 @@ def run_once(
     except PurgeStopped:
         report = _stopped(report)
     log.info("retention finished", extra=report.summary())
+    if report.removed_any:
+        _audit(engine, report)
     return report
+
+
+def _audit(engine: Engine, report: RetentionReport) -> None:
+    """One system entry per pass that removed something: what it counted, never what it removed."""
+    with Session(engine) as session:
+        audit(
+            session,
+            AuditAction.RETENTION_PURGE,
+            actor=SYSTEM,
+            source=SYSTEM,
+            target="retention",
+            tenant_id=None,
+            removed=report.summary(),
+        )
+        session.commit()
 
 
 def _with_tenant(report: RetentionReport, tenant: str) -> RetentionReport:

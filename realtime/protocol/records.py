@@ -50,6 +50,7 @@ class LiveState(WireModel):
     last_seq: int = Field(default=0, ge=0, le=MAX_SEQ)
     # the session that owns this state (the newest one); only it may mark the agent offline
     session_id: str | None = None
+    agent_version: str | None = Field(default=None, max_length=64)  # from the newest session's hello
 
 
 class LiveRemoved(WireModel):

@@ -4,5 +4,7 @@
 - 0002 the full data model: groups, intervals, incidents, evidence, plans, rollups, audit log;
 - 0003 dirty markers from the builder to the rollup worker (``rollup_dirty``);
 - 0004 agent settings in the database: tenant, group and user overrides and their history;
-- 0005 event identity per tenant: the ``event`` primary key (tenant_id, id), ``seq`` 64-bit.
+- 0005 event identity per tenant: the ``event`` primary key (tenant_id, id), ``seq`` 64-bit;
+- 0006 authenticated audit entries: ``audit_log.mac``;
+- 0007 web console sign-in: ``web_credential`` (password hash, credential version), ``web_setup_code``.
 """

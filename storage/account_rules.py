@@ -1,0 +1,95 @@
+"""Pure checks of account values (tenants, users, agents): what an id, a login, a name, a time zone may be.
+
+Every entry point that stores one of these values (creation and update, from the command line or
+a library caller) passes it through here, so a bad value is refused with the same message
+everywhere, naming what was expected and what arrived. :class:`AccountError` is the one error
+of account requests.
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+import zoneinfo
+
+from core.errors import OperatorError
+from core.ids import SLUG_RE
+from storage.models import LANGUAGES, ROLES
+
+MAX_NAME = 200  # characters of a tenant's or a user's display name
+MAX_LOGIN = 120  # as the tw_user.login column allows
+MAX_TIME_ZONE = 64  # as the tw_user.time_zone column allows
+NOT_ZONES = frozenset({"localtime", "posixrules"})  # files in the zone folder that are not IANA names
+# Characters that change how text is shown without being visible (Unicode bidirectional controls;
+# U+2028/U+2029 break lines): refused with the control characters, so a name shows as it is.
+INVISIBLE = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
+
+
+class AccountError(OperatorError, ValueError):
+    """A request to create or change an account cannot be carried out."""
+
+
+def slug(kind: str, value: str) -> str:
+    """A tenant or agent id: lowercase letters, digits, '-' and '_', 1-63 long, not starting with - or _."""
+    if not SLUG_RE.fullmatch(value):  # fullmatch: `$` alone would let a final newline through
+        raise AccountError(
+            f"{kind}: expected lowercase letters, digits, '-' or '_' (1-63 chars), got {value!r}"
+        )
+    return value
+
+
+def refused_character(value: str) -> str | None:
+    """``U+XXXX`` of the first control, unassigned or invisible character in ``value``, else None."""
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") or ch in INVISIBLE:
+            return f"U+{ord(ch):04X}"
+    return None
+
+
+def display_name(kind: str, value: str) -> str:
+    """A display name, stripped: 1-200 characters, no control (NUL, newline ...) or invisible ones."""
+    clean = value.strip()
+    if not 1 <= len(clean) <= MAX_NAME:  # first: a huge value is refused without being scanned
+        raise AccountError(f"{kind}: expected 1-{MAX_NAME} characters, got {len(clean)}")
+    bad = refused_character(clean)
+    if bad is not None:
+        raise AccountError(f"{kind}: expected no control characters, got {bad} in {value!r}")
+    return clean
+
+
+def login(value: str) -> str:
+    """A login: 1-120 characters, no whitespace, control or invisible characters (case kept)."""
+    if not 1 <= len(value) <= MAX_LOGIN:
+        raise AccountError(f"login: expected 1-{MAX_LOGIN} characters, got {len(value)}")
+    bad = refused_character(value)
+    if bad is not None:
+        raise AccountError(f"login: expected no control characters, got {bad} in {value!r}")
+    if any(ch.isspace() for ch in value):
+        raise AccountError(f"login: expected no spaces, got {value!r}")
+    return value
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) - NOT_ZONES
+
+
+def time_zone(value: str) -> str:
+    """An IANA time zone name the server's zone database knows (``Asia/Tokyo``, ``UTC``), exactly."""
+    if len(value) > MAX_TIME_ZONE or value not in _zones():
+        raise AccountError(
+            f"time zone: expected an IANA time zone name such as Asia/Tokyo or UTC, got {value!r}"
+        )
+    return value
+
+
+def role(value: str) -> str:
+    if value not in ROLES:
+        raise AccountError(f"role: expected one of {', '.join(ROLES)}, got {value!r}")
+    return value
+
+
+def language(value: str) -> str:
+    if value not in LANGUAGES:
+        raise AccountError(f"language: expected one of {', '.join(LANGUAGES)}, got {value!r}")
+    return value
