@@ -6,18 +6,21 @@ session submits its commands and awaits; a single writer task drains whatever
 is queued, sends it as ONE pipeline over one connection, and resolves every
 submitter's future with its own outcome. Order is kept: frames are written in
 the order they were submitted. A session acks only after its future resolved,
-so an ack still means "the XADD returned".
+so an ack still means "the XADD returned". An ``EVALSHA`` whose script Redis
+does not hold (after a restart or ``SCRIPT FLUSH``) is sent again as ``EVAL``
+with its text, after the rest of its pipeline, before its submitter hears back
+(a session has one frame in flight at a time, so its own writes keep their order).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,27 @@ def first_error(results: Sequence[Any]) -> BaseException | None:
     return next((r for r in results if isinstance(r, BaseException)), None)
 
 
+def unknown_scripts(
+    commands: Sequence[Command], results: Sequence[Any], scripts: Mapping[str, str]
+) -> list[tuple[int, Command]]:
+    """Pure: the ``EVALSHA`` commands whose script Redis did not hold (``NOSCRIPT``), by position,
+    each as the ``EVAL`` of its text (from ``scripts``: digest -> text) to send instead."""
+    again = []
+    for index, (command, result) in enumerate(zip(commands, results, strict=True)):
+        if isinstance(result, NoScriptError) and command[0] == "EVALSHA" and command[1] in scripts:
+            again.append((index, ("EVAL", scripts[command[1]], *command[2:])))
+    return again
+
+
 class WriteBatcher:
     """One writer task over a Redis client; ``submit`` returns once the commands were executed."""
 
-    def __init__(self, redis: Any, max_commands: int = 5000) -> None:
+    def __init__(
+        self, redis: Any, max_commands: int = 5000, scripts: Mapping[str, str] | None = None
+    ) -> None:
         self.redis = redis
         self.max_commands = max_commands
+        self.scripts = dict(scripts or {})  # digest -> text: EVALSHA that met NOSCRIPT, sent as EVAL
         self._queue: list[_Job] = []
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -90,13 +108,25 @@ class WriteBatcher:
         self._stopping = True
         self._wakeup.set()
 
+    async def _execute(self, commands: Sequence[Command]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        again = unknown_scripts(commands, results, self.scripts)
+        if again:  # a restarted or flushed Redis: those scripts once more, with their text, in order
+            log.info("scripts not in Redis; sent again with their text", extra={"commands": len(again)})
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for _, command in again:
+                    pipe.execute_command(*command)
+                retried = await pipe.execute(raise_on_error=False)
+            for (index, _), result in zip(again, retried, strict=True):
+                results[index] = result
+        return results
+
     async def _write(self, jobs: list[_Job]) -> None:
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for job in jobs:
-                    for command in job.commands:
-                        pipe.execute_command(*command)
-                results = await pipe.execute(raise_on_error=False)
+            results = await self._execute([command for job in jobs for command in job.commands])
         except (RedisError, OSError) as exc:
             log.error("pipeline failed", extra={"frames": len(jobs), "error": str(exc)})
             for job in jobs:

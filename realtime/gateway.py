@@ -61,7 +61,7 @@ from realtime.connection import (
     failed,
 )
 from realtime.evidence_upload import EvidenceUploads
-from realtime.live_scripts import NOT_OWNER, REPUBLISHED
+from realtime.live_scripts import NOT_OWNER, REPUBLISHED, SCRIPTS
 from realtime.protocol import (
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_REPLACED,
@@ -132,7 +132,7 @@ class Gateway:
             on_resubscribed=self.pusher.push_current,
         )
         self.subscribed = self.settings_listener.subscribed  # set while the subscription is live
-        self.writer = WriteBatcher(redis)
+        self.writer = WriteBatcher(redis, scripts=SCRIPTS)
         # `stored` watermarks and the streams' capacity (realtime/watermarks.py)
         self.watermarks = StoredReporter(
             redis, lambda: self.sessions, settings.stored_poll_s, settings.stream_maxlen

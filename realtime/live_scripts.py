@@ -4,9 +4,11 @@ Every write of an agent's live state (:mod:`realtime.live`) is one ``EVAL`` of a
 over two names that share the tenant's hash tag (:func:`realtime.keys.live_hash` and
 :func:`realtime.keys.live_channel`), so the scripts stay legal in Redis Cluster. The commands
 are plain tuples: the gateway's group-committed pipeline (:mod:`realtime.batcher`) runs them
-with ``execute_command`` and hands each session its own reply. ``EVAL`` carries the script text
-(Redis caches the compiled script by its digest), so a Redis restart or ``SCRIPT FLUSH`` never
-fails a write the way ``EVALSHA`` would.
+with ``execute_command`` and hands each session its own reply. The owner's writes, one per frame,
+name their script by its digest (``EVALSHA``: Redis neither receives nor hashes the text again);
+after a Redis restart or ``SCRIPT FLUSH`` the batcher sends those that met ``NOSCRIPT`` again as
+``EVAL`` with the text (:data:`SCRIPTS`), so no write fails for it. The rarer takeover
+(:func:`compare_and_set`) always carries its text.
 
 Ownership: :class:`~realtime.protocol.LiveState` names the session that owns it
 (``session_id``). A session opening takes ownership (:func:`compare_and_set` from the exact
@@ -17,6 +19,8 @@ another). The reaper marks stale states offline with the same :func:`compare_and
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from realtime import keys
 from realtime.batcher import Command
@@ -65,6 +69,15 @@ return 1
 """
 
 
+def digest(script: str) -> str:
+    """The SHA1 by which Redis caches ``script`` (what ``EVALSHA`` names)."""
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+OWNER_WRITE_SHA = digest(OWNER_WRITE)
+SCRIPTS = {OWNER_WRITE_SHA: OWNER_WRITE}  # digest -> text, for an EVALSHA that meets NOSCRIPT
+
+
 def compare_and_set(tenant: str, agent_id: str, expected: str | None, new: str) -> Command:
     """Store and publish ``new`` only if the stored JSON is exactly ``expected`` (None: absent)."""
     hash_key, channel = keys.live_hash(tenant), keys.live_channel(tenant)
@@ -77,4 +90,4 @@ def owner_write(
     """Store ``new`` if ``session_id`` owns the state (or nobody does); publish it unless
     ``believed`` is given and is exactly what was stored (a heartbeat refresh)."""
     hash_key, channel = keys.live_hash(tenant), keys.live_channel(tenant)
-    return ("EVAL", OWNER_WRITE, 2, hash_key, channel, agent_id, session_id, new, believed or "")
+    return ("EVALSHA", OWNER_WRITE_SHA, 2, hash_key, channel, agent_id, session_id, new, believed or "")

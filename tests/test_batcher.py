@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
-from realtime.batcher import BatcherStopped, WriteBatcher, _Job, take_jobs
+from realtime.batcher import BatcherStopped, WriteBatcher, _Job, take_jobs, unknown_scripts
+from realtime.live_scripts import digest
 
 
 async def test_take_jobs_keeps_whole_jobs_within_the_command_budget() -> None:
@@ -52,6 +54,36 @@ async def test_a_failing_command_fails_only_its_own_frame(aredis: aioredis.Redis
     assert isinstance(results[1], ResponseError)
     assert str(results[1]) == "WRONGTYPE Operation against a key holding the wrong kind of value"
     assert await aredis.lrange("ok", 0, -1) == ["1", "2"]
+
+
+async def test_a_script_redis_lost_is_sent_again_with_its_text(aredis: aioredis.Redis) -> None:
+    """After SCRIPT FLUSH (as after a Redis restart) an EVALSHA meets NOSCRIPT: the batcher sends it
+    again as EVAL with the script's text, after the rest of its pipeline, and its submitter gets the
+    script's reply; the next EVALSHA finds the script cached."""
+    script = "return redis.call('RPUSH', KEYS[1], ARGV[1])"
+    sha = digest(script)
+    key = f"scripted-{uuid.uuid4().hex}"
+    await aredis.script_flush()
+    batcher = WriteBatcher(aredis, scripts={sha: script})
+    writer = asyncio.create_task(batcher.run())
+    results = await asyncio.gather(
+        batcher.submit([("RPUSH", key, "a")]),
+        batcher.submit([("EVALSHA", sha, 1, key, "b")]),
+        batcher.submit([("RPUSH", key, "c")]),
+    )
+    again = await batcher.submit([("EVALSHA", sha, 1, key, "d")])
+    batcher.stop()
+    await writer
+    assert (results, again) == ([[1], [3], [2]], [4])
+    assert await aredis.lrange(key, 0, -1) == ["a", "c", "b", "d"]
+    assert await aredis.script_exists(sha) == [True]
+
+
+def test_unknown_scripts_are_only_evalsha_meeting_noscript_of_a_known_script() -> None:
+    """Only an EVALSHA whose reply is NOSCRIPT and whose digest is known is sent again, as EVAL."""
+    commands = [("EVALSHA", "aa", 0), ("EVALSHA", "bb", 0), ("EVAL", "x", 0), ("EVALSHA", "aa", 1, "k")]
+    results = [NoScriptError("NOSCRIPT"), NoScriptError("NOSCRIPT"), NoScriptError("NOSCRIPT"), 5]
+    assert unknown_scripts(commands, results, {"aa": "return 1"}) == [(0, ("EVAL", "return 1", 0))]
 
 
 async def test_submit_after_stop_is_refused(aredis: aioredis.Redis) -> None:
