@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import sqlite3
@@ -87,6 +88,11 @@ from realtime.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def with_seq(text: str, seq: int) -> str:
+    """An event's JSON with another ``seq`` (the same compact form as ``encode``)."""
+    return json.dumps({**json.loads(text), "seq": seq}, separators=(",", ":"), ensure_ascii=False)
 
 
 # closes after which the backoff goes on growing even though the connection was welcomed
@@ -348,12 +354,16 @@ class AgentSession:
                 raise exc
 
     def _after_welcome(self, welcome: Welcome) -> None:
-        """A fresh spool (or an agent without one, nothing queued yet) continues after the server's
-        last seq; overwritten images become a gap event."""
+        """A fresh spool (or an agent without one: at its first welcome, what it queued before is
+        renumbered) continues after the server's last seq; overwritten images become a gap event."""
         spool = self.spool
         if spool is None:
-            if len(self.outbox) == 0 and self.outbox.next_seq <= welcome.last_seq < MAX_SEQ:
+            if welcome.last_seq >= MAX_SEQ:
+                return
+            if len(self.outbox) == 0 and self.outbox.next_seq <= welcome.last_seq:
                 self.outbox.reserve(welcome.last_seq + 1)
+            elif self.connects == 1 and self.outbox.renumber(welcome.last_seq + 1, with_seq):
+                log.info("queued events renumbered after the server's last seq", extra={"agent": self.name})
             return
         if len(self.outbox) == 0 and welcome.last_seq >= self.outbox.next_seq:
             if welcome.last_seq >= MAX_SEQ:  # only a forged event can get there: numbering cannot go on

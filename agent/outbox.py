@@ -19,7 +19,7 @@ send queue over the durable copy.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 EVENTS_FRAME_HEAD = '{"type":"events","events":['
@@ -58,6 +58,19 @@ class Outbox:
         if not self._items and next_seq > self.next_seq:
             self.next_seq = next_seq
             self.stored = self.acked = self.sent = next_seq - 1
+
+    def renumber(self, first_seq: int, restamp: Callable[[str, int], str]) -> int:
+        """Number the queued events from ``first_seq`` on (``restamp``: an event's JSON with a new
+        seq), when nothing was ever acked and the queue starts below it: an agent without a spool,
+        restarted, whose first events were queued before the server said where its numbering
+        stands. Returns how many were renumbered."""
+        if not self._items or self.acked > 0 or first_seq <= self._items[0].seq:
+            return 0
+        items = [Pending(first_seq + i, restamp(p.text, first_seq + i)) for i, p in enumerate(self._items)]
+        self._items = deque(items)
+        self.next_seq = first_seq + len(items)
+        self.stored = self.acked = self.sent = first_seq - 1
+        return len(items)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -55,15 +56,22 @@ def redis_url(settings: ServerSettings, needed_by: str, *, published: bool = Tru
 def stop_on_signals(stop: Callable[[], object]) -> Iterator[None]:
     """Inside the block, SIGINT and SIGTERM call ``stop``; the previous handlers come back after.
 
-    For synchronous programs. Off the main thread signals cannot be caught: ``stop`` is then
-    never called and the caller stops the program another way.
+    For synchronous programs. ``stop`` runs on a thread of its own, never inside the handler: a
+    handler runs in the main thread between two of its bytecodes, possibly while that thread holds
+    the very lock ``stop`` takes (``threading.Event.set`` inside ``Event.wait``), and a second
+    signal arriving then deadlocked the process for good. Off the main thread signals cannot be
+    caught: ``stop`` is then never called and the caller stops the program another way.
     """
     previous: dict[signal.Signals, signal.Handlers | Callable[[int, FrameType | None], object] | int | None]
     previous = {}
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=stop, name="stop-signal", daemon=True).start()
+
     try:
         for sig in STOP_SIGNALS:
             with contextlib.suppress(ValueError):  # not the main thread
-                previous[sig] = signal.signal(sig, lambda *_: stop())
+                previous[sig] = signal.signal(sig, on_signal)
         yield
     finally:
         for sig, handler in previous.items():

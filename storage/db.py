@@ -86,6 +86,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
+    # deleted rows (an erased person's) are overwritten with zeros, not left in free pages
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 

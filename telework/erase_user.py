@@ -214,6 +214,9 @@ def erase(
             url, lambda client: end_user_sessions(client, tenant, subject.user_id)
         )
     erased = erase_rows(engine, store, subject, actor, detail={"redis": swept.counts() if url else None})
+    if engine.dialect.name == "sqlite":  # the deleted rows' pages out of the write-ahead log too
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     report.rows = erased.rows
     finish(settings, engine, store, erased.manifest, url, actor, report)
     return report

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from agent.backoff import next_delay
-from agent.client import AgentSession
+from agent.client import AgentSession, with_seq
 from agent.outbox import Outbox, events_frame
 from agent.session_parts import SessionOptions, is_fatal_close
 from agent.simulate import day_script, run_simulation
@@ -264,6 +264,43 @@ async def test_an_agent_without_a_spool_continues_the_numbering_after_a_restart(
             async with asyncio.timeout(15):
                 await again.wait_acked()
         assert await stream_seqs(aredis, w.tenant, w.agent_id) == [1, 2, 3, 4]
+
+
+async def test_events_queued_before_the_first_welcome_are_numbered_after_the_servers_last_seq(
+    redis_url: str, aredis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """A spool-less agent restarted that queues events before its first welcome (the simulator's duty
+    event): they are renumbered after the server's last seq, never sent as repeats of seqs 1, 2."""
+    async with world(redis_url, tmp_path) as w:
+        first = AgentSession(w.gateway.url, w.token, FAST)
+        async with running(first):
+            for _ in range(3):
+                first.emit(StatePayload(state="present"))
+            async with asyncio.timeout(15):
+                await first.wait_acked()
+        again = AgentSession(w.gateway.url, w.token, FAST)
+        queued = [again.emit(StatePayload(state=s)) for s in ("away", "present")]  # before any welcome
+        assert [e.seq for e in queued] == [1, 2]
+        async with running(again):
+            async with asyncio.timeout(15):
+                await again.wait_acked(5)
+        assert await stream_seqs(aredis, w.tenant, w.agent_id) == [1, 2, 3, 4, 5]
+        records = await stream_records(aredis, w.tenant)
+        assert [r.event.id for r in records[3:]] == [e.id for e in queued]  # the same events, as 4 and 5
+
+
+def test_renumbering_only_a_fresh_queue_that_starts_below() -> None:
+    """Outbox.renumber: the queue is renumbered from first_seq with each text restamped; not once
+    anything was acked, nor when the queue already starts there."""
+    box = Outbox()
+    for text in ('{"seq":1}', '{"seq":2}'):
+        box.push(box.take_seq(), text)
+    assert box.renumber(1, with_seq) == 0
+    assert box.renumber(7, with_seq) == 2
+    assert [(p.seq, p.text) for p in box.next_batch(10, 10_000, 10)] == [(7, '{"seq":7}'), (8, '{"seq":8}')]
+    assert (box.next_seq, box.take_seq()) == (9, 9)
+    box.ack(7)
+    assert box.renumber(20, with_seq) == 0
 
 
 async def test_session_reconnects_after_gateway_restart_and_resends(

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import MetaData, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, col
 
 from agent.client import AgentSession
@@ -314,3 +314,9 @@ async def test_a_full_working_day_is_exported_then_erased_everywhere(
         assert [g["name"] for g in cache["groups"].values()] == ["sales"]  # rewritten, not dropped
         assert b"ben-pc" in _aof_text(redis_server.folder)
         assert not any(w.encode() in _aof_text(redis_server.folder) for w in words)
+        if engine.dialect.name == "sqlite":  # nor in the database's files (freed pages, the WAL); the
+            # agent id stays there, in the audit log's targets
+            path = Path(str(make_url(database_url).database))
+            files = b"".join(p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+            assert b"ben-pc" in files.lower()
+            assert [w for w in FORBIDDEN if w.encode() in files.lower()] == []

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from core.errors import USAGE_ERROR, OperatorError
 from core.process import async_stop_on_signals, redis_url, run_command, stop_on_signals
 from core.settings import ServerSettings, load_server_settings, sqlite_url
 from telework.cli import main
+from tests.waiting import wait_until_sync
 
 
 @pytest.fixture(autouse=True)
@@ -166,13 +168,26 @@ def test_run_command_turns_operator_errors_into_one_line(capsys: pytest.CaptureF
 
 
 def test_stop_on_signals_calls_stop_and_restores_the_handler() -> None:
-    """SIGTERM inside the block calls stop; after the block the previous handler is back."""
+    """SIGTERM inside the block calls stop (on a thread of its own); after the block the previous
+    handler is back."""
     before = signal.getsignal(signal.SIGTERM)
     calls: list[str] = []
     with stop_on_signals(lambda: calls.append("stop")):
-        signal.raise_signal(signal.SIGTERM)  # the handler runs before raise_signal returns
+        signal.raise_signal(signal.SIGTERM)
+        wait_until_sync(lambda: calls == ["stop"], 5, what="stop called")
     assert calls == ["stop"]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_stop_signal_while_the_stop_event_is_locked_does_not_deadlock() -> None:
+    """A signal handled while the main thread holds the stop event's lock (inside Event.wait, as when a
+    second SIGTERM lands there) returns at once, and the event is set once the lock is free."""
+    stop = threading.Event()
+    with stop_on_signals(stop.set):
+        with stop._cond:  # type: ignore[attr-defined]  # the lock Event.wait holds between its checks
+            signal.raise_signal(signal.SIGTERM)  # the handler ran: calling stop.set here would hang
+            assert not stop.is_set()
+        assert stop.wait(5)
 
 
 async def test_async_stop_on_signals_sets_the_event() -> None:
