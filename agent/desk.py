@@ -70,6 +70,20 @@ class Notice:
         return {"at": self.at.isoformat(), "level": self.level, "text": text(lang, self.key, **self.params)}
 
 
+def duty_start(value: object) -> datetime | None:
+    """Pure: a saved duty's start, or None when it is not an aware ISO time within the protocol's
+    range (2000-9000): the duty is kept, only its start is unknown."""
+    if not isinstance(value, str):
+        return None
+    try:
+        started = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if started.tzinfo is None or not EARLIEST_TIME <= started <= LATEST_TIME:
+        return None
+    return started
+
+
 def load_duty(path: Path | None) -> DutyState:
     if path is None or not path.is_file():
         return DutyState()
@@ -77,9 +91,7 @@ def load_duty(path: Path | None) -> DutyState:
         data = json.loads(path.read_text(encoding="utf-8"))
         task, since = data.get("task"), data.get("since")
         on_duty = data.get("on_duty") is True
-        started = datetime.fromisoformat(since) if on_duty and isinstance(since, str) else None
-        if started is not None and (started.tzinfo is None or not EARLIEST_TIME <= started <= LATEST_TIME):
-            started = None  # a naive time, or one outside the protocol's range (2000-9000)
+        started = duty_start(since) if on_duty else None
         return DutyState(on_duty, task if on_duty and isinstance(task, str) and task else None, started)
     except (OSError, ValueError, AttributeError) as exc:
         log.warning("duty state unreadable; starting off duty", extra={"path": str(path), "error": str(exc)})
@@ -235,7 +247,7 @@ class Desk:
         self.punches.append(decision)
         extra = {"kind": request.kind, "task": request.task, "reason": decision.reason, **decision.params}
         if not decision.accepted:
-            log.warning("punch refused", extra=extra)
+            log.info("punch refused", extra=extra)  # the teleworker is told; no operator matter
             return decision
         for payload in decision.payloads:
             self.session.emit(payload, ts=at)

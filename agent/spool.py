@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -138,7 +139,10 @@ class Spool:
             raise ValueError(f"capacity: expected >= 1, got {capacity}")
         self.path = Path(path)
         self.capacity = capacity
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path.parent.chmod(0o700)  # the agent's folder: events, images, tokens: the user's only
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))  # SQLite makes -wal, -shm alike
+        self.path.chmod(0o600)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -23,7 +23,7 @@ from core.errors import USAGE_ERROR, OperatorError
 from core.logs import printable
 from core.settings import REDIS_URL_FILE, ServerSettings
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal was closed
 
 
 def redis_url_file(data_dir: Path) -> Path:
@@ -54,7 +54,7 @@ def redis_url(settings: ServerSettings, needed_by: str, *, published: bool = Tru
 
 @contextlib.contextmanager
 def stop_on_signals(stop: Callable[[], object]) -> Iterator[None]:
-    """Inside the block, SIGINT and SIGTERM call ``stop``; the previous handlers come back after.
+    """Inside the block, SIGINT, SIGTERM and SIGHUP call ``stop``; the previous handlers come back after.
 
     For synchronous programs. ``stop`` runs on a thread of its own, never inside the handler: a
     handler runs in the main thread between two of its bytecodes, possibly while that thread holds
@@ -80,7 +80,7 @@ def stop_on_signals(stop: Callable[[], object]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def async_stop_on_signals(stop: asyncio.Event) -> Iterator[asyncio.Event]:
-    """Inside the block, SIGINT and SIGTERM set ``stop`` on the running loop (woken at once)."""
+    """Inside the block, SIGINT, SIGTERM and SIGHUP set ``stop`` on the running loop (woken at once)."""
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     try:

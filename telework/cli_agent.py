@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 from core.logs import printable
+from core.private import PRIVATE_UMASK
 from telework.cli_base import Parser, log_level, positive_int, setup, table
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
+    os.umask(PRIVATE_UMASK)  # the spool, templates, images, CSVs: personal data, the user's only
     dry_run = getattr(args, "agent_command", None) == "try"  # its table on stdout: only warnings logged
     setup(args, log_level(args, "WARNING") if dry_run else None)
     if getattr(args, "agent_command", None) == "enroll":
@@ -54,7 +56,13 @@ def _agent_try(args: argparse.Namespace) -> int:
         args.source, args.template, overrides, csv_path=args.csv, realtime=args.realtime,
         duration_s=args.duration, camera=args.camera, resolution=args.resolution, engine=args.engine,
     )  # fmt: skip
-    played = run_try(request, lambda line: print(printable(line), flush=True))
+    from agent.face.templates import TemplateError
+    from core.errors import OperatorError
+
+    try:
+        played = run_try(request, lambda line: print(printable(line), flush=True))
+    except TemplateError as exc:  # e.g. embeddings of another size than the engine's: one line, exit 2
+        raise OperatorError(f"template {args.template}: {exc}") from None
     for line in table(COLUMNS, [cells(row) for row in played.rows]):
         print(line)
     print(summary(played))

@@ -70,6 +70,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with _engine(settings) as engine:
+        if args.tenant is not None:  # an unknown tenant is an error, not "0 problems"
+            from sqlmodel import Session
+
+            from storage.accounts import get_tenant
+
+            with Session(engine) as s:
+                get_tenant(s, args.tenant)
         store = None if args.no_evidence else _store(settings, engine)
         guard = store.chain_guard() if store is not None else configured_guard(settings)
         report = verify(engine, store, tenant=args.tenant, guard=guard, head=args.head)

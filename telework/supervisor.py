@@ -83,7 +83,8 @@ def on_child_exit(
     """Pure: what a child's exit means, given its ``history`` and how long it ran (``ran_s``).
 
     During a stop it is expected. Exit code 2 (an operator error, already printed by the child)
-    before the child was ever ready is a configuration error: everything stops with exit code 2.
+    of a server before it was ever ready is a configuration error: everything stops with exit code
+    2. An agent child's exit 2 (the gateway refused its token) is restarted like any other exit.
     Any other exit is a restart after :func:`restart_delay` of the restarts in a row; a child that
     ran :data:`STABLE_AFTER_S` starts that count over.
     """
@@ -92,7 +93,8 @@ def on_child_exit(
         return ExitDecision(False, None, logging.INFO, f"{name} stopped ({how})")
     history = history or ChildHistory()
     stable = ran_s >= STABLE_AFTER_S
-    if returncode == USAGE_ERROR and not (history.ever_ready or stable):
+    # an agent refused (its token revoked, its user erased) is the agent's matter, never the servers'
+    if returncode == USAGE_ERROR and name not in AGENT_CHILDREN and not (history.ever_ready or stable):
         return ExitDecision(
             True,
             USAGE_ERROR,

@@ -169,3 +169,15 @@ def test_table_lines_are_single_and_columns_start_together(rows: list[tuple[str,
         cell = printable(first, spaces=True)
         assert line == (cell + " " * (column - width(cell)) + printable(second, spaces=True)).rstrip()
         assert all(unicodedata.category(ch)[0] != "C" for ch in line)
+
+
+def test_a_huge_time_zone_is_refused_by_its_length_not_echoed() -> None:
+    """A 100,000-character time zone: the error gives its length, not the value; an unknown short one
+    is quoted."""
+    with pytest.raises(AccountError) as huge:
+        rules.time_zone("A" * 100_000)
+    assert str(huge.value) == (
+        "time zone: expected an IANA time zone name such as Asia/Tokyo or UTC, got 100000 characters"
+    )
+    with pytest.raises(AccountError, match=r"got 'Mars/Olympus'$"):
+        rules.time_zone("Mars/Olympus")

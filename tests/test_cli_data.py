@@ -55,7 +55,8 @@ def _call(parser: argparse.ArgumentParser, tmp_path: Path, *argv: str) -> int:
 def test_audit_verify_exit_codes(
     run: argparse.ArgumentParser, engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Intact: exit 0 with a summary; an edited row: exit 1 and the entry named on its own line."""
+    """Intact: exit 0 with a summary; an edited row: exit 1 and the entry named on its own line; an
+    unknown --tenant: exit 2."""
     with engine.connect() as conn:
         before = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()  # the set-up's own
     for i in range(3):
@@ -70,6 +71,8 @@ def test_audit_verify_exit_codes(
     assert _call(run, tmp_path, "audit", "verify", "--no-evidence") == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"audit entry {before + 2}: hash mismatch (stored ")
+    assert _call(run, tmp_path, "audit", "verify", "--tenant", "nosuch") == 2
+    assert capsys.readouterr().err.startswith("telework audit: error: tenant 'nosuch' does not exist")
     assert lines[1].endswith("evidence: not checked; 1 problem(s)")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import stat
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from agent.face.dlib_engine import DlibEngine
 from agent.face.templates import Template
 from telework.cli import main
 from tests.dry_run_world import crops, engine, scene_files, template
-from tests.faces import needs_faces
+from tests.faces import FACES, needs_faces
 
 __all__ = ["crops", "engine", "scene_files", "template"]  # fixtures
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,3 +242,22 @@ def test_try_help_and_a_light_parser() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert (done.returncode, done.stdout, done.stderr) == (0, "False False\n", "")
+
+
+@needs_faces
+def test_a_template_of_another_size_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A template whose embeddings have 5 values (not the engine's 128), met at the first face: one line
+    naming the template and the sizes, exit 2, no traceback."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    shutil.copy(FACES / "obama" / "1.jpg", folder / "0.jpg")
+    template = tmp_path / "odd.json"
+    Template("dlib", DlibEngine.model_version, (np.ones(5, np.float32) / np.sqrt(5),)).save(template)
+    code = main(["agent", "try", "--source", f"folder:{folder}", "--template", str(template)])
+    err = capsys.readouterr().err
+    assert (code, err) == (
+        2,
+        f"telework agent: error: template {template}: embedding has 128 values, the template's have 5\n",
+    )

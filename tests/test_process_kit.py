@@ -168,14 +168,16 @@ def test_run_command_turns_operator_errors_into_one_line(capsys: pytest.CaptureF
 
 
 def test_stop_on_signals_calls_stop_and_restores_the_handler() -> None:
-    """SIGTERM inside the block calls stop (on a thread of its own); after the block the previous
-    handler is back."""
+    """SIGTERM and SIGHUP inside the block call stop (on a thread of its own); after the block the
+    previous handler is back."""
     before = signal.getsignal(signal.SIGTERM)
     calls: list[str] = []
     with stop_on_signals(lambda: calls.append("stop")):
         signal.raise_signal(signal.SIGTERM)
         wait_until_sync(lambda: calls == ["stop"], 5, what="stop called")
-    assert calls == ["stop"]
+        signal.raise_signal(signal.SIGHUP)  # the terminal closed: a stop too, never a hang-up death
+        wait_until_sync(lambda: calls == ["stop", "stop"], 5, what="stop called again")
+    assert calls == ["stop", "stop"]
     assert signal.getsignal(signal.SIGTERM) is before
 
 

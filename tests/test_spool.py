@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -253,3 +255,18 @@ def test_a_file_that_is_not_a_spool_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"not a database at all" * 100)
     with pytest.raises(SpoolError, match=r"expected a telework spool \(format 1\)"):
         Spool(path)
+
+
+def test_the_spool_and_its_folder_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """A spool made under umask 022: its folder 0700, the database and its -wal and -shm files 0600."""
+    old = os.umask(0o022)
+    try:
+        spool = Spool.in_dir(tmp_path / "agent")
+        spool.add_event(1, "01a231c5-19a5-7944-9917-1e837569e543", '{"seq":1}')
+        files = sorted((tmp_path / "agent").iterdir())
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+        spool.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "agent").stat().st_mode) == 0o700
+    assert modes and set(modes.values()) == {0o600}, modes

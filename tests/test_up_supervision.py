@@ -68,8 +68,9 @@ def test_a_child_that_ran_a_minute_starts_its_backoff_over() -> None:
 
 
 def test_exit_2_before_ready_stops_everything_and_after_ready_restarts() -> None:
-    """Exit code 2 before the child was ever ready is a configuration error (up exits 2); once it
-    was ready (or ran a minute), exit 2 is one more death and it is restarted."""
+    """Exit code 2 of a server before it was ever ready is a configuration error (up exits 2); once
+    it was ready (or ran a minute), exit 2 is one more death and it is restarted; an agent child's
+    exit 2 always is."""
     config_error = on_child_exit("gateway", 2, False, None, ran_s=1.5)
     assert config_error == ExitDecision(
         True,
@@ -82,6 +83,9 @@ def test_exit_2_before_ready_stops_everything_and_after_ready_restarts() -> None
     assert (after_ready.shutdown, after_ready.restart_in_s) == (False, 1.0)
     after_a_minute = on_child_exit("gateway", 2, False, None, ran_s=STABLE_AFTER_S + 1)
     assert (after_a_minute.shutdown, after_a_minute.restart_in_s) == (False, 1.0)
+    for agent in ("agents", "camera-agent"):  # refused by the gateway (an erased user): not the servers'
+        refused = on_child_exit(agent, 2, False, None, ran_s=1.5)
+        assert (refused.shutdown, refused.exit_code, refused.restart_in_s) == (False, None, 1.0)
 
 
 def test_an_exit_during_a_stop_is_expected_and_a_clean_exit_otherwise_is_a_death() -> None:
