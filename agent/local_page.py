@@ -120,7 +120,7 @@ async function refresh() {
     const cam = $('camera-status'); cameraOn = s.camera_status.on;
     cam.dataset.on = String(cameraOn); cam.dataset.why = s.camera_status.why;
     setText('camera-status', s.camera_status.text);
-    if (!cameraOn && $('preview').dataset.loaded === '1') {
+    if (!cameraOn) {  // off: no picture, whether one was shown on this page or not yet
       $('preview').removeAttribute('src'); $('preview').dataset.loaded = '0';
     }
     $('duty').dataset.onDuty = String(s.on_duty);
