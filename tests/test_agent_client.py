@@ -245,18 +245,22 @@ async def test_frames_fit_the_limit_the_gateway_announces(
         assert await stream_seqs(aredis, w.tenant, w.agent_id) == list(range(1, 301))
 
 
+async def three_events_acked(w: World) -> None:
+    first = AgentSession(w.gateway.url, w.token, FAST)
+    async with running(first):
+        for _ in range(3):
+            first.emit(StatePayload(state="present"))
+        async with asyncio.timeout(15):
+            await first.wait_acked()
+
+
 async def test_an_agent_without_a_spool_continues_the_numbering_after_a_restart(
     redis_url: str, aredis: aioredis.Redis, tmp_path: Path
 ) -> None:
     """A spool-less agent restarted (a new process, nothing queued) continues after the server's last
     seq from its welcome, so its new events are never taken for repeats of old ones."""
     async with world(redis_url, tmp_path) as w:
-        first = AgentSession(w.gateway.url, w.token, FAST)
-        async with running(first):
-            for _ in range(3):
-                first.emit(StatePayload(state="present"))
-            async with asyncio.timeout(15):
-                await first.wait_acked()
+        await three_events_acked(w)  # an earlier run of the agent, then it is gone
         again = AgentSession(w.gateway.url, w.token, FAST)
         async with running(again):
             await wait_until(again.connected.is_set, 15, what="welcomed")
@@ -272,12 +276,7 @@ async def test_events_queued_before_the_first_welcome_are_numbered_after_the_ser
     """A spool-less agent restarted that queues events before its first welcome (the simulator's duty
     event): they are renumbered after the server's last seq, never sent as repeats of seqs 1, 2."""
     async with world(redis_url, tmp_path) as w:
-        first = AgentSession(w.gateway.url, w.token, FAST)
-        async with running(first):
-            for _ in range(3):
-                first.emit(StatePayload(state="present"))
-            async with asyncio.timeout(15):
-                await first.wait_acked()
+        await three_events_acked(w)  # an earlier run of the agent, then it is gone
         again = AgentSession(w.gateway.url, w.token, FAST)
         queued = [again.emit(StatePayload(state=s)) for s in ("away", "present")]  # before any welcome
         assert [e.seq for e in queued] == [1, 2]
