@@ -57,7 +57,7 @@ def ensure_sign_ins(engine: Engine, data_dir: Path, settings: ServerSettings) ->
     path = data_dir / SIGN_INS_FILE
     saved = _read(path)
     ids = {login: _user(engine, login, name, role) for login, name, role in (ADMIN, MANAGER)}
-    ids[WORKER_LOGIN] = _user(engine, WORKER_LOGIN, "", "worker")
+    ids[WORKER_LOGIN] = _user(engine, WORKER_LOGIN, "Demo Worker", "worker")  # demo-pc-01's user, if any
     _team(engine, ids[MANAGER[0]])
     hasher = make_hasher(params_of(settings))
     out = []

@@ -53,6 +53,15 @@ def test_three_roles_sign_in_and_see_what_their_role_allows(engine: Engine, tmp_
     assert ensure_sign_ins(engine, tmp_path, settings) == first  # a restart: the same sign-ins
 
 
+def test_a_demo_without_agents_still_has_its_three_sign_ins(engine: Engine, tmp_path: Path) -> None:
+    """`up --demo --agents 0`: no demo user exists yet; the worker's sign-in is made with its user."""
+    ensure_demo(engine, tmp_path, 0)
+    made = ensure_sign_ins(engine, tmp_path, ServerSettings(data_dir=tmp_path))
+    assert [s.login for s in made] == ["admin", "manager", "user01"]
+    account = find_account(engine, "demo", "user01")
+    assert account is not None and account.password_hash is not None
+
+
 def test_sign_in_lines_name_tenant_login_password_and_role() -> None:
     """One banner line per sign-in."""
     assert sign_in_lines([SignIn("manager", "manager", "pw")]) == [
