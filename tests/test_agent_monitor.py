@@ -312,5 +312,8 @@ async def test_realtime_monitor_stamps_with_the_agent_clock_not_the_stream() -> 
     session = Recorder()
     monitor = Monitor(session, _peeker_scene(4.0), watched_pipeline(), realtime=True, clock=clock)
     await asyncio.wait_for(monitor.run(asyncio.Event()), 60)
-    assert [p.state for p in session.emitted if isinstance(p, StatePayload)][:1] == ["present"]
+    states = [p.state for p in session.emitted if isinstance(p, StatePayload)]
+    # which frames are analysed depends on the machine's speed in real time (late slots are skipped):
+    # the first state is the user's or, once the peeker is in, peeking
+    assert states[:1] in (["present"], ["peeking"])
     assert session.stamps and set(session.stamps) == {T0 + timedelta(days=3)}
