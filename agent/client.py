@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import sqlite3
@@ -48,6 +47,7 @@ from agent.config import AGENT_VERSION
 from agent.outbox import Outbox, events_frame
 from agent.ports import Payload
 from agent.session_parts import (
+    KEEP_BACKING_OFF,
     AnyEvent,
     SessionOptions,
     frame_limit,
@@ -55,12 +55,13 @@ from agent.session_parts import (
     produced,
     stamped,
     usage_payloads,
+    with_seq,
 )
 from agent.spool import ImageAdded, Kind, Purpose, Spool
+from agent.tls import describe
 from agent.uploader import Uploader
 from realtime.protocol import (
     CLOSE_REPLACED,
-    CLOSE_TRY_AGAIN_LATER,
     MAX_FRAME_BYTES,
     MAX_SEQ,
     PROTOCOL_VERSION,
@@ -86,17 +87,9 @@ from realtime.protocol import (
     encode,
     parse_server_frame,
 )
+from realtime.protocol.face_templates import TemplatePush
 
 log = logging.getLogger(__name__)
-
-
-def with_seq(text: str, seq: int) -> str:
-    """An event's JSON with another ``seq`` (the same compact form as ``encode``)."""
-    return json.dumps({**json.loads(text), "seq": seq}, separators=(",", ":"), ensure_ascii=False)
-
-
-# closes after which the backoff goes on growing even though the connection was welcomed
-KEEP_BACKING_OFF = frozenset({CLOSE_REPLACED, CLOSE_TRY_AGAIN_LATER})
 
 
 class AgentSession:
@@ -134,6 +127,7 @@ class AgentSession:
         self.images_stored = 0
         self.welcome: Welcome | None = None
         self.tasks: tuple[str, ...] | None = None  # offered by the server; None: it does not say
+        self.on_template: Callable[[TemplatePush], object] | None = None  # agent/face_sync.py
         self.attempts = 0  # connection attempts
         self.connects = 0  # welcomes received
         self.fatal: str | None = None
@@ -234,6 +228,9 @@ class AgentSession:
     async def run(self) -> None:
         """Connect, and reconnect after any drop, until stopped or refused for good."""
         attempt = 0
+        if (refusal := self.options.tls.refusal(self.gateway_url)) is not None:  # agent/tls.py
+            await self._set_fatal(refusal)
+            return
         while not self._stop.is_set():
             welcomed = self.connects
             closed_with: int | None = None
@@ -245,7 +242,9 @@ class AgentSession:
                     compression=None,
                     max_size=MAX_FRAME_BYTES,
                     ping_interval=None,
+                    ssl=self.options.tls.ssl_for(self.gateway_url),
                 ) as ws:
+                    self.options.tls.check_peer(ws.transport)  # the pins, before the token is sent
                     await self._session(ws)
                     if self._stop.is_set():
                         return
@@ -269,7 +268,7 @@ class AgentSession:
                     extra={
                         "agent": self.name,
                         "url": self.gateway_url,
-                        "error": f"{type(exc).__name__}: {exc}",
+                        "error": describe(exc),
                     },
                 )
             except InvalidURI as exc:
@@ -307,6 +306,8 @@ class AgentSession:
         self.welcome = frame
         self.settings = frame.settings
         self.tasks = None if frame.tasks is None else tuple(frame.tasks)
+        if frame.face_template is not None and self.on_template is not None:  # agent/face_sync.py
+            self.on_template(frame.face_template)
         self.connects += 1
         self.outbox.rewind()
         if self.outbox.unsent:
@@ -437,6 +438,9 @@ class AgentSession:
                 self.settings = frame.settings
                 self._settings_changed.set()
                 log.info("settings replaced", extra={"agent": self.name, **frame.settings.model_dump()})
+            elif isinstance(frame, TemplatePush):  # the user's face template, from the server
+                if self.on_template is not None:
+                    self.on_template(frame)
             elif isinstance(frame, TasksPush):
                 self.tasks = tuple(frame.tasks)
                 log.info("offered tasks replaced", extra={"agent": self.name, "tasks": len(frame.tasks)})

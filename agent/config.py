@@ -24,6 +24,10 @@ class AgentConfig(SettingsModel):
     agent_backoff_base_s: float = Field(default=0.5, gt=0)
     agent_backoff_cap_s: float = Field(default=30.0, gt=0)
     agent_open_timeout_s: float = Field(default=10.0, gt=0)
+    # the gateway connection's safety (agent/tls.py; README "Production: TLS")
+    agent_allow_insecure: bool = False  # development only: allow ws:// to a host that is not loopback
+    agent_tls_ca_file: Path | None = None  # PEM CA certificates trusted for wss://; unset: the system's
+    agent_tls_pin: str = Field(default="", max_length=2000)  # sha256/<base64> pins of the gateway's key
     agent_model_dir: Path | None = None  # face-model packs; unset: <user data dir>/models
     agent_face_engine: Literal["auto", "dlib", "insightface"] = "auto"  # auto: insightface if pack present
     agent_model_pack: str = Field(default="buffalo_s", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

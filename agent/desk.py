@@ -37,6 +37,7 @@ from agent.clock import AgentClock, WallClock
 from agent.face.engine import Image
 from agent.face.enroll import ImageResult, assess, same_person
 from agent.face.templates import Template, best_match
+from agent.face_upload import Spooling, send_enrolled
 from agent.i18n import reason_text, text
 from agent.lock import LockResult, lock_screen, notify_desktop
 from agent.ports import Payload, Session
@@ -156,6 +157,7 @@ class Desk:
         self.notices: deque[Notice] = deque(maxlen=20)
         self.punches: deque[PunchDecision] = deque(maxlen=20)
         self.locks: list[LockResult] = []
+        self.enrolled_frames: dict[str, Image] = {}  # of the last registration, for the server
 
     # ------------------------------------------------------------ emitter for the monitor
 
@@ -301,6 +303,8 @@ class Desk:
         template = Template(engine.name, engine.model_version, embeddings)
         if self.template_path is not None:
             template.save(self.template_path)
+        if isinstance(self.session, Spooling):  # the server is the one source of the template
+            send_enrolled(self.session, [self.enrolled_frames[r.name] for r in accepted])
         pipeline.replace_matcher(lambda e: best_match(template, e))
         log.info("face registered", extra={"images": len(accepted), "template": str(self.template_path)})
         return {"ok": True, "count": len(accepted)}
@@ -310,6 +314,7 @@ class Desk:
         seq = self.pipeline.seq
         accepted: list[ImageResult] = []
         reasons: set[str] = set()
+        self.enrolled_frames.clear()
         while len(accepted) < count and (left := deadline - time.monotonic()) > 0:
             snapshot = await self._next_snapshot(seq, left)
             if snapshot is None:
@@ -321,6 +326,7 @@ class Desk:
             result = await asyncio.to_thread(self._assess, f"frame {seq}", snapshot.image)
             if result.accepted:
                 accepted.append(result)
+                self.enrolled_frames[result.name] = snapshot.image
             elif result.reason:
                 reasons.add(result.reason)
         return accepted, reasons

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from agent.client import AgentSession
 from agent.config import AgentConfig, MonitorConfig, load_agent_config, load_monitor_config
 from agent.session_parts import SessionOptions
+from agent.tls import tls_of
 from core.config import ConfigError
 from core.process import async_stop_on_signals
 
@@ -40,6 +41,7 @@ def options_of(config: AgentConfig) -> SessionOptions:
         upload_kbps=config.agent_upload_kbps,
         upload_chunk_bytes=config.agent_upload_chunk_bytes,
         usage_report_s=config.agent_usage_report_s,
+        tls=tls_of(config),  # TELEWORK_AGENT_ALLOW_INSECURE, _TLS_CA_FILE, _TLS_PIN (agent/tls.py)
     )
 
 
@@ -69,6 +71,7 @@ def run_agent(
         agent_events_per_s=events_per_s,
     )
     tokens = tokens_of(config)
+    tls_of(config)  # a refused ws:// URL, CA file or pin is one line before anything starts
     return asyncio.run(_main(config, tokens, simulate))
 
 
@@ -224,6 +227,7 @@ def run_monitor(
     if not config.agent_token:
         raise ConfigError("TELEWORK_AGENT_TOKEN", "required with --source")
     chosen = source_of(config)
+    tls_of(config)  # a refused ws:// URL, CA file or pin is one line before the pipeline loads
     pipeline, spec = build_monitor_parts(config, chosen, config.agent_template)
     return asyncio.run(_monitor_main(config, pipeline, spec, fast))
 

@@ -3,14 +3,18 @@ are stamped (next seq, a new UUIDv7, the time). No I/O; :mod:`agent.client` does
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from agent.ports import Payload
+from agent.tls import AgentTls
 from realtime.protocol import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
+    CLOSE_REPLACED,
+    CLOSE_TRY_AGAIN_LATER,
     MAX_FRAME_BYTES,
     MAX_USAGE_MINUTES,
     DutyEvent,
@@ -30,6 +34,8 @@ from realtime.protocol import (
 
 FRAME_HEADROOM = 1024  # bytes kept below the gateway's frame limit
 FATAL_CLOSE_CODES = frozenset({CLOSE_POLICY_VIOLATION, CLOSE_PROTOCOL_ERROR})
+# closes after which the backoff goes on growing even though the connection was welcomed
+KEEP_BACKING_OFF = frozenset({CLOSE_REPLACED, CLOSE_TRY_AGAIN_LATER})
 
 ProducedEvent = StateEvent | DutyEvent | TaskEvent | IncidentEvent
 AnyEvent = ProducedEvent | GapEvent | UsageEvent
@@ -54,6 +60,12 @@ class SessionOptions:
     upload_chunk_bytes: int = 8192  # image bytes per binary frame (also the pacer's burst)
     upload_timeout_s: float = 60.0  # no reply to an uploaded image this long: reconnect
     usage_report_s: float = 600.0  # a usage event this often (0: never)
+    tls: AgentTls = field(default_factory=AgentTls)  # no ws:// off loopback, verify, pins (agent/tls.py)
+
+
+def with_seq(text: str, seq: int) -> str:
+    """An event's JSON with another ``seq`` (the same compact form as ``encode``)."""
+    return json.dumps({**json.loads(text), "seq": seq}, separators=(",", ":"), ensure_ascii=False)
 
 
 def is_fatal_close(code: int | None) -> bool:

@@ -11,6 +11,9 @@
   no periodic image is left (then the oldest incident image). Every overwritten image is
   counted; the count is reported upstream as a ``gap`` event, and it is reduced only when that
   event is stored. An image leaves the ring otherwise only when the server confirmed storing it.
+  Face images enrolled at the PC (purpose ``enrollment``, :mod:`agent.face_upload`) share the
+  ring: evicted like incident evidence, uploaded before everything else, and also dropped when
+  the server's face gate refuses them (:mod:`agent.uploader`).
 
 The format version is in the file name: a future incompatible layout gets a new file.
 The choices (which images to evict, in which order to upload) are pure functions.
@@ -36,9 +39,10 @@ log = logging.getLogger(__name__)
 
 SPOOL_FORMAT = 1
 Kind = Literal["camera", "screen"]
-Purpose = Literal["periodic", "incident"]
+Purpose = Literal["periodic", "incident", "enrollment"]  # enrollment: a face image for the server
 KINDS: tuple[str, ...] = ("camera", "screen")
-PURPOSES: tuple[str, ...] = ("periodic", "incident")
+PURPOSES: tuple[str, ...] = ("periodic", "incident", "enrollment")
+UPLOAD_RANK = {"enrollment": 0, "incident": 1, "periodic": 2}  # which purpose is sent first
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -91,8 +95,9 @@ def choose_evictions(entries: Sequence[RingEntry], capacity: int, incoming: int 
 
 
 def upload_order(entries: Sequence[RingEntry], skip: frozenset[str] = frozenset()) -> list[str]:
-    """Images to upload: incident evidence first, then periodic, each oldest first; ``skip`` left out."""
-    order = sorted(entries, key=lambda e: (e.purpose != "incident", e.ring))
+    """Images to upload: enrollment images first (the user waits for them), then incident evidence,
+    then periodic, each oldest first; ``skip`` left out."""
+    order = sorted(entries, key=lambda e: (UPLOAD_RANK[e.purpose], e.ring))
     return [e.sha256 for e in order if e.sha256 not in skip]
 
 

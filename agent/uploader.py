@@ -7,7 +7,9 @@ bandwidth budget). After the last chunk it waits for ``evidence_stored`` (then t
 leaves the spool) or ``evidence_rejected`` (the image stays in the spool). A rejection the server
 marks ``retry`` (its store or its upload budget is busy) is tried again on the same connection
 after a pause (:func:`retry_delay`: 2 s doubling to 60 s); any other is skipped for the rest of
-this connection (the next connection tries it again). No reply within ``timeout_s`` ends the
+this connection (the next connection tries it again), except a face image of purpose
+``enrollment`` refused by the server's face gate (``face_rejected``): it leaves the spool, its
+reason kept in :attr:`Uploader.rejected` and logged. No reply within ``timeout_s`` ends the
 session, so the agent reconnects.
 """
 
@@ -133,6 +135,15 @@ class Uploader:
             log.info(
                 "evidence refused for now; trying again",
                 extra={"agent": self.name, "sha256": sha, "code": reply.code, "retry_in_s": pause},
+            )
+        elif meta.purpose == "enrollment":  # the face gate's verdict is final: do not send it again
+            self.later.pop(sha, None)
+            self.spool.remove_image(sha)
+            self.rejected.append(reply)
+            self.on_reply(False)
+            log.warning(
+                "face image refused by the server; dropped from the spool",
+                extra={"agent": self.name, "sha256": sha, "code": reply.code, "why": reply.message},
             )
         else:
             self.skip.add(sha)

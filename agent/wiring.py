@@ -91,6 +91,7 @@ def wire_monitor(
     from agent.clock import clock_for
     from agent.config import agent_data_dir
     from agent.desk import Desk
+    from agent.face_sync import TemplateSync
     from agent.monitor import Monitor
 
     source, reopen, camera = opened
@@ -112,6 +113,9 @@ def wire_monitor(
     )
     if isinstance(source, Camera):  # a webcam: the page can choose another
         desk.switch_camera = camera_switch(source, desk.camera_gate)
+    if config.agent_template is not None:  # the server's template replaces it (agent/face_sync.py)
+        sync = TemplateSync(pipeline.engine, config.agent_template, lambda m: setattr(pipeline, "matcher", m))
+        session.on_template = sync.apply
     monitor = Monitor(
         desk,
         source,

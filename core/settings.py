@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from core.config import SettingsModel, load
 
@@ -86,6 +87,10 @@ class ServerSettings(SettingsModel):
     dashboard_port: int = Field(default=8701, ge=0, le=65535)
     dashboard_tenant: str = "demo"
 
+    # TLS of the gateway and the web console (core/tls.py; README "Production: TLS"): both or neither
+    tls_cert: Path | None = None  # PEM certificate (chain); set: HTTPS/WSS, the console's cookie Secure
+    tls_key: Path | None = Field(default=None, validate_default=True)  # its unencrypted PEM key (0600)
+
     # the web console (web/): sign-in, sessions, rate limits, password hashing (README "Web console")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8702, ge=0, le=65535)
@@ -97,10 +102,16 @@ class ServerSettings(SettingsModel):
     web_fail_window_s: int = Field(default=900, ge=1, le=86_400)  # window of the sign-in failure limits
     web_fails_per_account: int = Field(default=5, ge=1, le=10_000)  # failed sign-ins per login per window
     web_fails_per_address: int = Field(default=50, ge=1, le=1_000_000)  # per client address per window
+    web_fails_per_account_total: int = Field(default=100, ge=1, le=1_000_000)  # per login, every address
     # argon2id: OWASP's recommended m=19 MiB, t=2, p=1 (a sign-in costs ~50 ms of one core)
     web_argon2_time_cost: int = Field(default=2, ge=1, le=20)  # argon2id passes
     web_argon2_memory_kib: int = Field(default=19_456, ge=8192, le=4 * 1024 * 1024)  # argon2id memory
     web_argon2_parallelism: int = Field(default=1, ge=1, le=64)  # argon2id lanes
+    web_code_wait_s: int = Field(default=300, ge=30, le=3600)  # a sign-in waits this long for its TOTP code
+    web_api_token_max_days: int = Field(default=365, ge=1, le=3650)  # longest expiry of an API token
+    web_schedule_csv_max_bytes: int = Field(default=60_000, ge=1024, le=60_000)  # under the body limit
+    web_schedule_csv_max_rows: int = Field(default=1000, ge=1, le=100_000)  # data rows of one schedule CSV
+    web_dashboard_recheck_s: float = Field(default=10.0, ge=0.1, le=300)  # open boards re-check sign-in
 
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -118,8 +129,20 @@ class ServerSettings(SettingsModel):
     # unfinished evidence uploads held by one gateway, in declared image bytes; beyond: refused (busy)
     evidence_pending_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=2**40)
 
+    # face images (web/faces.py): the server's gate and the templates it builds
+    face_engine: str = Field(default="auto", pattern="^(auto|dlib|insightface)$")  # as the agents'
+    face_model_dir: Path | None = None  # insightface packs; unset: the agent's default model folder
+    face_model_pack: str = "buffalo_s"
+    face_upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    face_max_side: int = Field(default=4096, ge=64, le=16_384)  # pixels a side, read from the header
+    face_images_per_user: int = Field(default=20, ge=1, le=50)  # a template frame carries 50 at most
+
     # retention (workers/retention.py)
     retention_days: int = Field(default=90, ge=1)
+    # the bounds of a tenant's own retention period (storage/policies.py); a stored period
+    # outside them is used as the nearest bound
+    retention_min_days: int = Field(default=7, ge=1, le=36_500)
+    retention_max_days: int = Field(default=3650, ge=1, le=36_500)
     terminated_erase_days: int = Field(default=30, ge=0)
     retention_batch: int = Field(default=1000, ge=1, le=100_000)
     retention_interval_s: float = Field(default=86_400.0, gt=0)
@@ -139,6 +162,45 @@ class ServerSettings(SettingsModel):
     def _expand(cls, value: Path | None) -> Path | None:
         # `~` means the home folder everywhere, never a folder named "~" under the working folder.
         return None if value is None else value.expanduser().absolute()
+
+    @field_validator("tls_cert", "tls_key", mode="after")
+    @classmethod
+    def _tls_path(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
+
+    @field_validator("tls_key", mode="after")
+    @classmethod
+    def _tls_pair(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        cert = info.data.get("tls_cert")
+        if cert is not None and value is None:
+            raise ValueError("required with TELEWORK_TLS_CERT (the certificate's private key)")
+        if cert is None and value is not None and "tls_cert" not in info.data:
+            return value  # TELEWORK_TLS_CERT itself was bad: that error is reported
+        if cert is None and value is not None:
+            raise ValueError("set TELEWORK_TLS_CERT too (the certificate of this key)")
+        return value
+
+    @field_validator("retention_max_days", mode="after")
+    @classmethod
+    def _retention_bounds(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("retention_min_days")
+        if isinstance(low, int) and value < low:
+            raise ValueError(f"expected at least TELEWORK_RETENTION_MIN_DAYS ({low}), got {value}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_console(cls, data: Any) -> Any:
+        """Served over TLS, the console's cookies are Secure and its links https:// by default."""
+        if isinstance(data, dict) and data.get("tls_cert"):
+            data = {**data, "web_secure_cookie": True}
+            data.setdefault("web_base_url", "https://127.0.0.1:8702")
+        return data
+
+    @property
+    def tls(self) -> bool:
+        """The gateway and the console serve HTTPS/WSS."""
+        return self.tls_cert is not None and self.tls_key is not None
 
     @field_validator("database_url", mode="after")
     @classmethod

@@ -22,10 +22,12 @@ from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
 
 from core.config import ConfigError
+from core.errors import OperatorError
 from core.process import async_stop_on_signals
 from core.settings import ServerSettings
+from core.tls import is_loopback
 from dashboard import view
-from dashboard.feed import LiveFeed, LiveTable
+from dashboard.feed import Listener, LiveFeed, LiveTable
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +36,34 @@ WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 class LivePage:
-    """The page of one browser session, kept current by the shared feed."""
+    """The page of one browser session, kept current by the shared feed.
 
-    def __init__(self, feed: LiveFeed) -> None:
+    ``visible``: the agents whose rows are shown (the signed-in viewer's scope); None shows all.
+    ``tz``: the zone times are shown in (the viewer's); None: the browser's once known, the
+    server's local zone until then.
+    """
+
+    def __init__(
+        self,
+        feed: LiveFeed,
+        visible: frozenset[str] | None = None,
+        header_html: str | None = None,
+        tz: tzinfo | None = None,
+    ) -> None:
         self.feed = feed
-        self.tz: tzinfo | None = None  # browser's zone once known; server's local zone until then
+        self.visible = visible
+        self.fixed_tz = tz is not None
+        self.tz: tzinfo | None = tz
         self._doc: Document | None = None
         self._pending = False
+        self._unsubscribe: Callable[[], None] | None = None
+        self.ended = False
         stylesheets = [view.CSS]
         self.counts = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=stylesheets)
         self.status = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=stylesheets, margin=(0, 10))
         self.table = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=stylesheets)
         header = pn.pane.HTML(
-            f"<h1>{TITLE}</h1>",
+            header_html or f"<h1>{TITLE}</h1>",
             stylesheets=[view.CSS + "h1 { font-size: 22px; font-weight: 600; margin: 8px 0 4px; }"],
             sizing_mode="stretch_width",
         )
@@ -55,14 +72,21 @@ class LivePage:
         )
         self.render()
 
-    def attach(self, doc: Document) -> None:
-        """Follow the feed for as long as ``doc``'s session lives."""
+    def attach(
+        self, doc: Document, subscribe: Callable[[Listener], Callable[[], None]] | None = None
+    ) -> None:
+        """Follow the feed (through ``subscribe``, else its own) for as long as ``doc``'s session lives."""
         self._doc = doc
-        unsubscribe = self.feed.subscribe(self._on_change)
-        doc.on_session_destroyed(lambda _ctx: unsubscribe())
+        self._unsubscribe = (subscribe or self.feed.subscribe)(self._on_change)
+        doc.on_session_destroyed(lambda _ctx: self._leave())
         info = pn.state.browser_info
-        if info is not None:
+        if info is not None and not self.fixed_tz:
             info.param.watch(self._on_timezone, "timezone")
+
+    def _leave(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     def _on_timezone(self, event: object) -> None:
         name = getattr(event, "new", None)
@@ -84,9 +108,24 @@ class LivePage:
         self._pending = False
         self.render()
 
-    def render(self) -> None:
-        """Draw the current table of the feed."""
+    def end(self, notice_html: str) -> None:
+        """Stop following the feed and show only ``notice_html`` (the viewer may no longer see it)."""
+        self.ended = True
+        self._leave()
+        self.layout.objects = [pn.pane.HTML(notice_html, sizing_mode="stretch_width")]
+
+    def shown(self) -> LiveTable:
+        """The rows of the feed this page shows (those of :attr:`visible`)."""
         table = self.feed.table
+        if self.visible is None:
+            return table
+        return {agent: state for agent, state in table.items() if agent in self.visible}
+
+    def render(self) -> None:
+        """Draw the current table of the feed (nothing once the page has ended)."""
+        if self.ended:
+            return
+        table = self.shown()
         now = datetime.now(UTC)
         self.counts.object = view.render_counts(table)
         connected = self.feed.connected
@@ -178,7 +217,16 @@ async def _run(
 
 
 def serve(settings: ServerSettings) -> None:
-    """Serve the live page on dashboard_host:dashboard_port until SIGINT/SIGTERM. Blocking."""
+    """Serve the live page on dashboard_host:dashboard_port until SIGINT/SIGTERM. Blocking.
+
+    This standalone page has no sign-in, so it serves loopback only; managers use the console's
+    live board (``/dashboards/live`` of ``telework web``), behind the sign-in.
+    """
+    if not is_loopback(settings.dashboard_host):
+        raise OperatorError(
+            f"TELEWORK_DASHBOARD_HOST: the standalone live page has no sign-in and serves loopback only, "
+            f"got {settings.dashboard_host!r}; the console's /dashboards/live is the page behind the sign-in"
+        )
     require_redis_url(settings)
 
     async def main() -> None:

@@ -29,15 +29,18 @@ from core.process import redis_url as required_redis_url
 from core.settings import ServerSettings
 from realtime.auth import Authenticator
 from realtime.evidence_upload import EvidenceUploads, default_sink
+from realtime.face_enrollment import FaceEnrollment
 from realtime.gateway import Gateway, utcnow
 from realtime.reaper import Reaper
 from realtime.redis_client import server_redis
 from realtime.revocation import RevocationCheck
-from realtime.serving import GatewayServer, listen_socket
+from realtime.serving import GatewayServer, listen_socket, tls_factory
+from realtime.templates_push import TemplatePusher, announce, database_builder
 from realtime.tenant_tasks import TaskOffers
 from storage.accounts import invalid_tokens, lookup_token
 from storage.agent_settings_store import load_layers
 from storage.db import check_schema, make_engine
+from storage.face_intake import GateFactory
 from storage.tasks import active_tasks
 
 log = logging.getLogger(__name__)
@@ -59,14 +62,15 @@ def redis_client(url: str) -> aioredis.Redis:
     return server_redis(url, max_connections=REDIS_POOL_SIZE)
 
 
-def create_app(settings: ServerSettings) -> Starlette:
-    """The gateway application; Redis, database and listener are set up in its lifespan."""
+def create_app(settings: ServerSettings, face_gate: GateFactory | None = None) -> Starlette:
+    """The gateway application; Redis, database and listener are set up in its lifespan. ``face_gate``:
+    the gate of enrollment images (``telework/face_gate.py``; None: they wait for one)."""
     redis_url = required_redis_url(settings, "the gateway", published=False)
     database_url = settings.database()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with running_gateway(settings, redis_url, database_url) as gateway:
+        async with running_gateway(settings, redis_url, database_url, face_gate) as gateway:
             app.state.gateway = gateway
             yield
 
@@ -97,7 +101,7 @@ def create_app(settings: ServerSettings) -> Starlette:
 
 @asynccontextmanager
 async def running_gateway(
-    settings: ServerSettings, redis_url: str, database_url: str
+    settings: ServerSettings, redis_url: str, database_url: str, face_gate: GateFactory | None = None
 ) -> AsyncIterator[Gateway]:
     """The gateway over its database and Redis, with its background tasks: each is a step on one
     exit stack, so everything stops in the reverse order of its start."""
@@ -108,7 +112,7 @@ async def running_gateway(
         redis = redis_client(redis_url)
         stack.push_async_callback(redis.aclose)
         await asyncio.to_thread(check_schema, engine)
-        gateway = build_gateway(settings, engine, redis)
+        gateway = build_gateway(settings, engine, redis, face_gate)
         # Stopped last: the writer drains what the sessions queued before the gateway stops.
         await stack.enter_async_context(background("redis-writer", gateway.writer.run(), gateway.writer.stop))
         await stack.enter_async_context(reaping(settings, redis))
@@ -119,16 +123,23 @@ async def running_gateway(
         )
         listener = gateway.settings_listener
         await stack.enter_async_context(background("settings-listener", listener.run(), listener.stop))
+        if gateway.templates is not None:  # face templates pushed on change (realtime/templates_push.py)
+            faces = gateway.templates
+            await stack.enter_async_context(background("face-templates", faces.run(), faces.stop))
         log.info("gateway started", extra={"redis": _safe_url(redis_url)})
         yield gateway
 
 
-def build_gateway(settings: ServerSettings, engine: Engine, redis: aioredis.Redis) -> Gateway:
+def build_gateway(
+    settings: ServerSettings, engine: Engine, redis: aioredis.Redis, face_gate: GateFactory | None = None
+) -> Gateway:
     """The session logic with its token lookup, task offers and evidence uploads over ``engine``."""
     auth = Authenticator(partial(lookup_token, engine), settings.auth_cache_s)
     offers = TaskOffers(partial(active_tasks, engine), TASKS_CACHE_S)
     gateway = Gateway(settings, redis, auth, offers, partial(load_layers, engine))
     gateway.evidence = EvidenceUploads(settings, partial(default_sink, settings, engine))
+    gateway.evidence.enrollment = FaceEnrollment(settings, engine, face_gate, partial(announce, redis))
+    gateway.templates = TemplatePusher(redis, lambda: gateway.sessions, database_builder(settings, engine))
     return gateway
 
 
@@ -183,16 +194,17 @@ def uvicorn_config(app: Starlette, settings: ServerSettings) -> uvicorn.Config:
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=5,
+        ssl_context_factory=tls_factory(settings),  # HTTPS/WSS with TELEWORK_TLS_CERT/_KEY
     )
 
 
-def serve(settings: ServerSettings) -> None:
+def serve(settings: ServerSettings, face_gate: GateFactory | None = None) -> None:
     """Run the gateway until SIGINT/SIGTERM (uvicorn handles both and stops cleanly).
 
     The port is taken first (taken already: one line, exit code 2), then the application starts;
     a stop signal during start-up ends it within seconds (:mod:`realtime.serving`).
     """
-    app = create_app(settings)
+    app = create_app(settings, face_gate)
     sock = listen_socket(settings.gateway_host, settings.gateway_port)
     server = GatewayServer(uvicorn_config(app, settings))
     # Long-lived objects (modules, models) are moved out of the collector's sight and young

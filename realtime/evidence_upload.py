@@ -15,6 +15,10 @@ sha256 and the size limit, stored through an :class:`EvidenceSink`, and only the
 code and what was expected (``retry`` true only when the store itself failed, ``store_unavailable``,
 or the gateway holds too many unfinished uploads, ``busy``: see :class:`EvidenceUploads`).
 
+An image of purpose ``enrollment`` (a face image enrolled at the user's PC) does not go to a sink:
+:mod:`realtime.face_enrollment` gates and stores it as one of the user's face images, and answers
+``evidence_stored`` or ``evidence_rejected`` with code ``face_rejected`` and the gate's reason.
+
 Sinks: :class:`EncryptedSink` (the tenant-encrypted store of :mod:`storage.evidence_store`, the
 default) and :class:`FolderSink` (plain files ``<data_dir>/uploads/<tenant>/<sha256>.jpg``).
 :func:`default_sink` picks one; switching is that one line.
@@ -38,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.config import ConfigError
 from core.settings import ServerSettings
+from realtime.face_enrollment import FaceEnrollment
 from realtime.protocol import (
     EVIDENCE_CHUNK_MAX,
     EVIDENCE_MAGIC,
@@ -216,6 +221,7 @@ class EvidenceUploads:
         self.pending_bytes = 0  # declared sizes of the unfinished images of every session
         self.peak_pending_bytes = 0
         self.stored = 0
+        self.enrollment: FaceEnrollment | None = None  # purpose enrollment: realtime/face_enrollment.py
 
     def _drop_partial(self, session_id: str) -> None:
         partial = self._partials.pop(session_id, None)
@@ -285,6 +291,8 @@ class EvidenceUploads:
         if isinstance(result, EvidenceRejected):
             log.info("evidence rejected", extra={**extra, "code": result.code, "why": result.message})
             return result
+        if result.header.purpose == "enrollment":
+            return await self._enrol(tenant, agent_id, result)
         try:
             sink = self.sink()
             where = await asyncio.to_thread(sink.store, tenant, agent_id, result.header, result.data)
@@ -300,3 +308,11 @@ class EvidenceUploads:
         self.stored += 1
         log.debug("evidence stored", extra={**extra, "bytes": len(result.data), "where": where})
         return EvidenceStored(sha256=header.sha256)
+
+    async def _enrol(self, tenant: str, agent_id: str, image: Complete) -> EvidenceStored | EvidenceRejected:
+        """A face image enrolled at the user's PC: the face intake, not the evidence store."""
+        sha = image.header.sha256
+        if self.enrollment is None:
+            why = f"enrollment {sha}: this gateway takes no enrollment images"
+            return EvidenceRejected(sha256=sha, code="face_unavailable", message=why, retry=True)
+        return await self.enrollment.take(tenant, agent_id, image.header, image.data)

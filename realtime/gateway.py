@@ -90,6 +90,7 @@ from realtime.session import (
     refused_letter,
     refused_times,
 )
+from realtime.templates_push import TemplatePusher
 from realtime.tenant_settings import Lookup, SettingsCache, SettingsListener, SettingsUnavailable
 from realtime.tenant_tasks import TaskOffers
 from realtime.watermarks import StoredReporter
@@ -138,6 +139,7 @@ class Gateway:
             redis, lambda: self.sessions, settings.stored_poll_s, settings.stream_maxlen
         )
         self.evidence = EvidenceUploads(settings)  # binary evidence chunks (realtime/evidence_upload.py)
+        self.templates: TemplatePusher | None = None  # face templates (realtime/templates_push.py)
 
     # ------------------------------------------------------------ registry
 
@@ -233,6 +235,7 @@ class Gateway:
                     tasks=tasks,
                     stored_watermark=True,
                     max_frame_bytes=self.settings.max_frame_bytes,
+                    face_template=None if self.templates is None else await self.templates.current(identity),
                 )
             )
             await self._serve(conn)

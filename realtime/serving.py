@@ -10,7 +10,9 @@ So:
   port is one :class:`ListenFailed` line (exit code 2) naming the address;
 - :class:`GatewayServer` is uvicorn's server whose first stop signal during start-up also arms a
   timer: a start-up still running :data:`STARTUP_STOP_S` later (stuck on an unreachable database,
-  say) ends the process. Nothing is open to agents before start-up ends, so nothing is lost.
+  say) ends the process. Nothing is open to agents before start-up ends, so nothing is lost;
+- :func:`tls_factory` serves HTTPS/WSS with ``TELEWORK_TLS_CERT`` and ``TELEWORK_TLS_KEY``,
+  checked before anything listens (the gateway and the web console alike).
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
 
 from core.errors import OperatorError
+from core.settings import ServerSettings
+from core.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,25 @@ def listen_socket(host: str, port: int) -> socket.socket:
             "(set another address with --host/--port or TELEWORK_GATEWAY_HOST/TELEWORK_GATEWAY_PORT)"
         ) from None
     return sock
+
+
+SslFactory = Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]
+
+
+def tls_factory(settings: ServerSettings) -> SslFactory | None:
+    """uvicorn's ``ssl_context_factory`` serving ``TELEWORK_TLS_CERT``/``TELEWORK_TLS_KEY`` (None: plain).
+
+    The pair is read and checked here, at start-up: a bad path or key is one ConfigError line
+    naming the setting, before anything listens (shared by the gateway and the web console)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = server_context(settings.tls_cert, settings.tls_key)
+    return lambda _config, _default: context
+
+
+def scheme(settings: ServerSettings, secure: str = "https", plain: str = "http") -> str:
+    """Pure: ``https`` (or ``wss``) when the settings serve TLS, else ``http`` (or ``ws``)."""
+    return secure if settings.tls else plain
 
 
 class GatewayServer(uvicorn.Server):

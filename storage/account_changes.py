@@ -14,6 +14,7 @@ would silently cancel an erasure that was promised, so it is refused (create a n
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from sqlmodel import Session, col
 from storage import account_rules as rules
 from storage.account_rules import AccountError
 from storage.accounts import IDENTIFYING, find_user, get_tenant, unique
+from storage.api_token_revocation import revoke_user_tokens_in
 from storage.audit_trail import SYSTEM, AuditAction, audit
 from storage.models import User, as_utc
 
@@ -201,6 +203,10 @@ def update_user(
             s, AuditAction.USER_UPDATE, actor=actor, source=source, target=f"user:{user_id}",
             tenant_id=tenant_id, old=old, new=new, withheld=IDENTIFYING,
         )  # fmt: skip
+        if done.get("enabled") == [True, False]:  # a disabled user's API tokens end, re-enabled or not
+            revoke_user_tokens_in(
+                s, tenant_id, user_id, now=time.time(), actor=actor, source=source or actor, reason="disabled"
+            )
         with unique(s, f"user {new.get('login')!r} already exists in tenant {tenant_id!r}"):
             s.commit()
     return user_id, done

@@ -22,6 +22,9 @@ MAX_TIME_ZONE = 64  # as the tw_user.time_zone column allows
 NOT_ZONES = frozenset({"localtime", "posixrules"})  # files in the zone folder that are not IANA names
 # Characters that change how text is shown without being visible (Unicode bidirectional controls;
 # U+2028/U+2029 break lines): refused with the control characters, so a name shows as it is.
+# Control, surrogate, private-use, unassigned and format (Cf: zero-width space and joiners, soft
+# hyphen, BOM, bidi controls ...) characters.
+REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn", "Cf"})
 INVISIBLE = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
 
 
@@ -39,11 +42,23 @@ def slug(kind: str, value: str) -> str:
 
 
 def refused_character(value: str) -> str | None:
-    """``U+XXXX`` of the first control, unassigned or invisible character in ``value``, else None."""
+    """``U+XXXX`` of the first control, unassigned, format or invisible character in ``value``, else None."""
     for ch in value:
-        if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") or ch in INVISIBLE:
+        if unicodedata.category(ch) in REFUSED_CATEGORIES or ch in INVISIBLE:
             return f"U+{ord(ch):04X}"
     return None
+
+
+def _character_refusal(kind: str, bad: str, value: str) -> AccountError:
+    """The refusal of ``value`` for its character ``bad`` (``U+XXXX``): a format character (zero-width
+    space, joiner, soft hyphen, BOM ...) is named, as nothing shows it."""
+    ch = chr(int(bad[2:], 16))
+    if unicodedata.category(ch) == "Cf" and ch not in INVISIBLE:
+        name = unicodedata.name(ch, "a format character")
+        return AccountError(
+            f"{kind}: expected no invisible (format) characters, got {bad} {name} in {value!r}"
+        )
+    return AccountError(f"{kind}: expected no control characters, got {bad} in {value!r}")
 
 
 def display_name(kind: str, value: str) -> str:
@@ -53,7 +68,7 @@ def display_name(kind: str, value: str) -> str:
         raise AccountError(f"{kind}: expected 1-{MAX_NAME} characters, got {len(clean)}")
     bad = refused_character(clean)
     if bad is not None:
-        raise AccountError(f"{kind}: expected no control characters, got {bad} in {value!r}")
+        raise _character_refusal(kind, bad, value)
     return clean
 
 
@@ -63,7 +78,7 @@ def login(value: str) -> str:
         raise AccountError(f"login: expected 1-{MAX_LOGIN} characters, got {len(value)}")
     bad = refused_character(value)
     if bad is not None:
-        raise AccountError(f"login: expected no control characters, got {bad} in {value!r}")
+        raise _character_refusal("login", bad, value)
     if any(ch.isspace() for ch in value):
         raise AccountError(f"login: expected no spaces, got {value!r}")
     return value

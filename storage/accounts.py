@@ -240,6 +240,33 @@ def revoke_agent(engine: Engine, agent_id: str, *, actor: str = SYSTEM, source: 
     return True
 
 
+def reassign_agent(
+    engine: Engine, agent_id: str, user_id: int, *, actor: str = SYSTEM, source: str | None = None
+) -> tuple[int | None, int]:
+    """Give the device to user ``user_id`` of its own tenant; returns (old user id, new user id).
+
+    AccountError when the user is not of the device's tenant. Nothing is written (nor audited)
+    when the device is already theirs. An open session of the agent keeps its user until it
+    opens again."""
+    with Session(engine) as s:
+        device = _device(s, agent_id)
+        open_tenant(s, device.tenant_id)
+        user = s.get(User, user_id)
+        if user is None or user.tenant_id != device.tenant_id:
+            raise AccountError(f"user {user_id} does not exist in tenant {device.tenant_id!r}")
+        old = device.user_id
+        if old == user_id:
+            return old, user_id
+        device.user_id = user_id
+        s.add(device)
+        audit(
+            s, AuditAction.AGENT_REASSIGN, actor=actor, source=source, target=f"agent:{agent_id}",
+            tenant_id=device.tenant_id, old={"user_id": old}, new={"user_id": user_id}, at=utcnow(),
+        )  # fmt: skip
+        s.commit()
+    return old, user_id
+
+
 def lookup_token(engine: Engine, token: str) -> AgentIdentity | None:
     """The identity behind ``token``, or None when no device has it."""
     with Session(engine) as s:

@@ -50,9 +50,14 @@ class AuditAction(StrEnum):
     AGENT_CREATE = "agent.create"
     AGENT_REVOKE = "agent.revoke"
     AGENT_REISSUE = "agent.reissue"
+    AGENT_REASSIGN = "agent.reassign"  # the device given to another user of its tenant
     SETTINGS_SET = "settings.set"
     TASK_CREATE = "task.create"
     TASK_REMOVE = "task.remove"
+    TASK_RENAME = "task.rename"
+    POLICY_RETENTION = "policy.retention"  # a tenant's retention period (old -> new days)
+    POLICY_TENANT_HOLD = "policy.tenant_hold"  # a tenant's legal hold on / off
+    POLICY_USER_HOLD = "policy.user_hold"  # a user's legal hold on / off
     RETENTION_PURGE = "retention.purge"  # a retention pass removed data (counts, never contents)
     WEB_SIGN_IN = "web.sign_in"  # the web console's sign-in (web/signin.py, web/credentials.py)
     WEB_SIGN_IN_REFUSED = "web.sign_in_refused"
@@ -61,6 +66,31 @@ class AuditAction(StrEnum):
     WEB_PASSWORD_CHANGE = "web.password_change"
     WEB_PASSWORD_SET = "web.password_set"  # with a set-up code
     WEB_SETUP_CODE_ISSUE = "web.setup_code_issue"
+    SCHEDULE_ADD = "schedule.add"  # a user's or a group's weekly entry or dated exception (web/schedules.py)
+    SCHEDULE_REMOVE = "schedule.remove"
+    SCHEDULE_CHANGE = "schedule.change"  # an entry replaced (old -> new)
+    SCHEDULE_IMPORT = "schedule.import"  # a CSV import: one entry with the counts (each row has its own add)
+    HOLIDAY_ADD = "holiday.add"  # a tenant's own holiday
+    HOLIDAY_REMOVE = "holiday.remove"
+    HOLIDAY_CALENDAR = "holiday.calendar"  # the public holiday calendar a tenant observes
+    WEB_SECOND_FACTOR_ENROL = "web.second_factor_enrol"  # a TOTP secret made, not on yet (web/totp.py)
+    WEB_SECOND_FACTOR_ON = "web.second_factor_on"  # confirmed with a code; recovery codes issued
+    WEB_SECOND_FACTOR_OFF = "web.second_factor_off"  # turned off by the user (password or code)
+    WEB_SECOND_FACTOR_RESET = "web.second_factor_reset"  # removed by an administrator
+    WEB_API_TOKEN_CREATE = "web.api_token_create"  # web/api_tokens.py
+    WEB_API_TOKEN_REVOKE = "web.api_token_revoke"
+    WEB_PASSWORD_RESET = "web.password_reset"  # by an administrator: a new set-up link, sessions ended
+    GROUP_CREATE = "group.create"
+    GROUP_RENAME = "group.rename"
+    GROUP_DELETE = "group.delete"
+    GROUP_MEMBER_ADD = "group.member_add"
+    GROUP_MEMBER_REMOVE = "group.member_remove"
+    GROUP_MANAGER_ADD = "group.manager_add"
+    GROUP_MANAGER_REMOVE = "group.manager_remove"
+    FACE_IMAGE_ADD = "face.image_add"  # a face image registered (web/faces.py: console or agent)
+    FACE_IMAGE_REJECT = "face.image_reject"  # refused by the gate, with the reason; nothing stored
+    FACE_IMAGE_VIEW = "face.image_view"  # a thumbnail or the image shown
+    FACE_IMAGE_DELETE = "face.image_delete"
 
 
 def cli_actor() -> str:

@@ -37,9 +37,11 @@ TABLE_MODULES = (
     "storage.activity",
     "storage.evidence_models",
     "storage.planning",
+    "storage.calendars",
     "storage.audit_models",
     "storage.agent_settings_models",
     "storage.web_models",
+    "storage.policy_models",
 )
 
 

@@ -66,3 +66,6 @@ class FaceTemplate(SQLModel, table=True):
     image_sha256: str | None = Field(default=None, max_length=64)  # the registered image, if kept
     image_key: str | None = Field(default=None, max_length=512)  # its storage key, if kept
     created_at: datetime = Field(sa_column=tz_column())
+    source: str = Field(default="console", max_length=16)  # console | agent (storage/face_images.py)
+    width: int | None = None  # the registered image's pixels
+    height: int | None = None

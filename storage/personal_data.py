@@ -31,6 +31,7 @@ from storage.db import import_tables
 from storage.evidence_store import EvidenceError, EvidenceStore
 from storage.models import AgentDevice, User, utcnow
 from storage.personal_registry import HOLDINGS, Holding, Match
+from storage.policies import held as policy_hold
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,16 @@ def find_subject(engine: Engine, tenant: str, login: str) -> Subject:
 
 
 def check_not_held(conn: Connection | Session, subject: Subject) -> None:
-    """PersonalDataError naming the incidents about the subject under legal hold, if any: an
-    erasure is refused while there are."""
+    """PersonalDataError naming the hold on the subject (their tenant's or their own legal hold,
+    :mod:`storage.policies`) or their incidents under legal hold, if any: an erasure is refused
+    while there is one."""
+    hold = policy_hold(conn, subject.tenant, subject.user_id)
+    if hold is not None:
+        whose = f"tenant {subject.tenant!r}" if hold == "tenant" else f"user {subject.login!r}"
+        raise PersonalDataError(
+            f"user {subject.login!r} of tenant {subject.tenant!r}: the data of {whose} is under "
+            "legal hold; release the hold before erasing"
+        )
     incident = next(h for h in HOLDINGS if h.name == "incident")
     held = list(
         conn.execute(

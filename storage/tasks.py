@@ -1,11 +1,14 @@
-"""The tasks a tenant offers its workers (``task`` table): create, deactivate, list.
+"""The tasks a tenant offers its workers (``task`` table): create, rename, deactivate, reactivate, list.
 
 A removed task is deactivated, not deleted: its name stays in past task events and
-rollups, and creating it again reactivates it. Each change is audited (``task.create``,
-``task.remove``) in its transaction.
+rollups, and creating it again reactivates it. A rename changes the name offered from now on;
+past records keep the name they were made with. Each change is audited (``task.create``,
+``task.remove``, ``task.rename``) in its transaction.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -112,3 +115,84 @@ def active_tasks(engine: Engine, tenant: str) -> list[str]:
             select(Task.name).where(Task.tenant_id == tenant, Task.active.is_(True))  # type: ignore[call-overload,attr-defined]
         ).scalars()
         return sorted(str(n) for n in names)
+
+
+@dataclass(frozen=True)
+class OfferedTask:
+    """A task of a tenant, offered (``active``) or not."""
+
+    id: int
+    name: str
+    active: bool
+
+
+def tenant_tasks(engine: Engine, tenant: str) -> list[OfferedTask]:
+    """Every task of ``tenant``, offered or not, by name (code point)."""
+    with Session(engine) as s:
+        rows = s.execute(select(Task).where(Task.tenant_id == tenant)).scalars()  # type: ignore[arg-type]
+        found = [OfferedTask(int(t.id or 0), t.name, t.active) for t in rows]
+    return sorted(found, key=lambda t: t.name)
+
+
+def find_task(engine: Engine, tenant: str, task_id: int) -> OfferedTask | None:
+    """Task ``task_id`` of ``tenant``; None for another tenant's or no such task."""
+    with Session(engine) as s:
+        task = s.get(Task, task_id)
+        if task is None or task.tenant_id != tenant or task.id is None:
+            return None
+        return OfferedTask(task.id, task.name, task.active)
+
+
+def _own(s: Session, tenant: str, task_id: int) -> Task:
+    task = s.get(Task, task_id)
+    if task is None or task.tenant_id != tenant:
+        raise TaskError(f"tenant {tenant!r} has no task {task_id}")
+    return task
+
+
+def rename_task(
+    engine: Engine, tenant: str, task_id: int, name: str, *, actor: str = SYSTEM, source: str | None = None
+) -> bool:
+    """Rename task ``task_id`` of ``tenant``; False: it already had that name. TaskError when the
+    name is not valid or another task of the tenant has it."""
+    clean = task_name(name)
+    with Session(engine) as s:
+        task = _own(s, tenant, task_id)
+        if task.name == clean:
+            return False
+        if _find(s, tenant, clean) is not None:
+            raise TaskError(f"task name: tenant {tenant!r} already has a task {clean!r}")
+        old = task.name
+        task.name = clean
+        s.add(task)
+        audit(
+            s, AuditAction.TASK_RENAME, actor=actor, source=source, target=f"task:{old}",
+            tenant_id=tenant, old={"name": old}, new={"name": clean},
+        )  # fmt: skip
+        s.commit()
+    return True
+
+
+def set_task_active(
+    engine: Engine, tenant: str, task_id: int, active: bool, *, actor: str = SYSTEM, source: str | None = None
+) -> bool:
+    """Offer (``active``) or stop offering task ``task_id``; False: it already was so. TaskError past
+    the limit of offered tasks."""
+    with Session(engine) as s:
+        task = _own(s, tenant, task_id)
+        if task.active == active:
+            return False
+        if active:
+            offered = s.execute(
+                select(func.count()).where(Task.tenant_id == tenant, Task.active.is_(True))  # type: ignore[arg-type,attr-defined]
+            ).scalar_one()
+            if offered >= MAX_TASKS:
+                raise TaskError(f"tenant {tenant!r} already offers {offered} tasks; the limit is {MAX_TASKS}")
+        task.active = active
+        s.add(task)
+        audit(
+            s, AuditAction.TASK_CREATE if active else AuditAction.TASK_REMOVE, actor=actor, source=source,
+            target=f"task:{task.name}", tenant_id=tenant, old={"active": not active}, new={"active": active},
+        )  # fmt: skip
+        s.commit()
+    return True

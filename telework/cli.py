@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core.process import run_command
 from core.settings import ServerSettings, load_server_settings
-from telework import cli_accounts, cli_settings, cli_tasks, cli_web
+from telework import cli_accounts, cli_devcert, cli_settings, cli_tasks, cli_web
 from telework.cli_agent import add_parsers as add_agent_parsers
 from telework.cli_base import Parser, positive_int, setup
 from telework.cli_data import add_admin_parsers
@@ -55,8 +55,12 @@ def _serve(args: argparse.Namespace, target: Callable[[ServerSettings], None], *
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     from realtime.app import serve
+    from telework.face_gate import gate_factory
 
-    return _serve(args, serve, gateway_host=args.host, gateway_port=args.port)
+    def run(settings: ServerSettings) -> None:
+        serve(settings, gate_factory(settings))  # the agent's face gate for enrollment images
+
+    return _serve(args, run, gateway_host=args.host, gateway_port=args.port)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -183,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_agent_parsers(sub)
     add_models_parsers(sub, Parser)
     cli_web.add_parsers(sub)
+    cli_devcert.add_parsers(sub)
     return root
 
 

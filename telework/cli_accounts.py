@@ -17,6 +17,9 @@ from core.logs import printable
 from telework.cli_base import data_dir_option, open_admin, table
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from core.settings import ServerSettings
     from storage.directory import TenantSummary
 
 
@@ -54,8 +57,11 @@ def cmd_tenant(args: argparse.Namespace) -> int:
     settings, engine = open_admin(args)
     try:
         if args.action == "create":
+            email = None if args.admin is None else admin_email(args.admin)
             accounts.create_tenant(engine, args.id, args.name, args.time_zone, **who())
             print(f"tenant {args.id} created")
+            if email is not None:
+                _first_admin(settings, engine, args.id, email)
         elif args.action == "list":
             _print_tenants(directory.tenants(engine))
         elif args.action == "show":
@@ -86,6 +92,40 @@ def cmd_tenant(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     return 0
+
+
+def admin_email(value: str) -> str:
+    """Pure: the e-mail address of a tenant's first administrator (their login), stripped; AccountError
+    unless it is ``local@domain`` without spaces."""
+    from storage.account_rules import AccountError, login
+
+    clean = value.strip()
+    local, at, domain = clean.rpartition("@")
+    if not at or not local or not domain or "." not in domain.strip(".") or any(c.isspace() for c in clean):
+        raise AccountError(f"--admin: expected an e-mail address such as admin@example.com, got {value!r}")
+    return login(clean)
+
+
+def _first_admin(settings: ServerSettings, engine: Engine, tenant: str, email: str) -> None:
+    """The tenant's administrator (login = the e-mail) and their one-time set-up link, printed once."""
+    import time
+
+    from sqlmodel import Session
+
+    from storage import accounts
+    from web.credentials import issue_setup_code
+
+    with Session(engine) as s:
+        zone = accounts.get_tenant(s, tenant).time_zone
+    language = "ja" if zone == "Asia/Tokyo" else "en"  # the console's choice for a tenant in Japan
+    user_id = accounts.create_user(engine, tenant, email, email, "admin", language=language, **who())
+    link = issue_setup_code(
+        engine, tenant, user_id, base_url=settings.web_base_url, ttl_s=settings.web_setup_code_ttl_s,
+        now=time.time(), actor=who()["actor"], source=who()["source"],
+    )  # fmt: skip
+    hours = settings.web_setup_code_ttl_s // 3600
+    print(f"administrator {email} created (id {user_id})")
+    print(f"one-time set-up link (valid {hours} h; it sets their console password): {link}")
 
 
 def _print_tenants(rows: list[TenantSummary]) -> None:
@@ -213,6 +253,11 @@ def _tenant_parsers(
     p.add_argument("id", help="tenant id (lowercase slug)")
     p.add_argument("--name", required=True, help="display name")
     p.add_argument("--time-zone", default="Asia/Tokyo", help="IANA time zone (default Asia/Tokyo)")
+    p.add_argument(
+        "--admin",
+        metavar="EMAIL",
+        help="also create its administrator (login EMAIL); prints a one-time set-up link",
+    )
     p.set_defaults(func=cmd_tenant)
     p = ts.add_parser("list", help="list the tenants", description="Print every tenant with its counts.")
     data_dir_option(p)

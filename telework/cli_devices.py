@@ -74,13 +74,12 @@ def _live_states(settings: ServerSettings, tenant: str) -> tuple[dict[str, LiveS
     """``{agent_id: its live state}`` (last seen, online, agent version) from the gateways' live hash
     in Redis; (None, why) without it."""
     import redis
-    from pydantic import ValidationError
     from redis.exceptions import RedisError
 
     from core.errors import OperatorError
     from core.process import redis_url
     from realtime import keys
-    from realtime.protocol import LiveState, parse_record
+    from realtime.live_states import states_of
 
     try:
         url = redis_url(settings, "the last-seen column")
@@ -93,16 +92,7 @@ def _live_states(settings: ServerSettings, tenant: str) -> tuple[dict[str, LiveS
         return None, f"redis: {type(exc).__name__}: {exc}"
     finally:
         client.close()
-    out: dict[str, LiveState] = {}
-    for field, value in raw.items():
-        try:
-            live = parse_record(value, LiveState)
-        except (ValidationError, ValueError):
-            continue  # not a live state: no last seen for it
-        key = field.decode(errors="replace") if isinstance(field, bytes) else str(field)
-        if (live.tenant, live.agent_id) == (tenant, key):
-            out[live.agent_id] = live
-    return out, None
+    return states_of(raw, tenant), None
 
 
 def add_agent_parsers(

@@ -10,11 +10,12 @@ from telework.cli_base import Parser, data_dir_option, setup
 
 
 def cmd_web(args: argparse.Namespace) -> int:
+    from telework.face_gate import gate_factory
     from web.serve import serve
 
     settings = load_server_settings(data_dir=args.data_dir, web_host=args.host, web_port=args.port)
     setup(args, settings.log_level)
-    serve(settings)
+    serve(settings, face_gate=gate_factory(settings))  # the agent's face gate for uploads
     return 0
 
 

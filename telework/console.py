@@ -93,7 +93,7 @@ class Banner:
 def banner_lines(b: Banner) -> list[str]:
     """Pure: the banner `up` prints once the servers answer."""
     if b.dashboard_url is not None:
-        page = f"  dashboard: {b.dashboard_url}  (live page of tenant {b.tenant})"
+        page = f"  dashboard: {b.dashboard_url}  (live board of tenant {b.tenant}: sign in)"
     else:
         page = (
             "  dashboard: none yet: there is no tenant. Create one with\n"

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -40,6 +41,7 @@ from telework.demo_sign_ins import ensure_sign_ins, sign_in_lines
 from telework.supervisor import AGENT_CHILDREN, ChildSpec, ExitDecision, Supervisor
 from telework.up_demo import CAMERA_AGENT_DIR, DemoAgents, set_up_demo, start_demo_punch
 from telework.up_steps import engine_for, open_log, prepare_database, start_or_use_redis, tenant_ids
+from telework.up_tls import agent_env, dev_ca_beside, readiness_context
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +60,25 @@ class Resolved:
     dashboard_tenant: str | None = "demo"  # the tenant the live page shows; None: no live page
     web_host: str = "127.0.0.1"
     web_port: int = 8702
+    tls: bool = False  # TELEWORK_TLS_CERT/_KEY: gateway and console on HTTPS/WSS (telework/up_tls.py)
+    agent_ca_file: Path | None = None  # the CA `up`'s own agents trust (dev-cert's, beside the cert)
 
     @property
     def gateway_ws_url(self) -> str:
-        return f"ws://{_connect_host(self.gateway_host)}:{self.gateway_port}/v1/agent"
+        return self.gateway_http_url.replace("http", "ws", 1) + "/v1/agent"  # wss:// under TLS
 
     @property
     def gateway_http_url(self) -> str:
-        return f"http://{_connect_host(self.gateway_host)}:{self.gateway_port}"
+        return f"{'https' if self.tls else 'http'}://{_connect_host(self.gateway_host)}:{self.gateway_port}"
 
     @property
     def dashboard_url(self) -> str:
-        return f"http://{_connect_host(self.dashboard_host)}:{self.dashboard_port}/"
+        """The live board: part of the web console, behind its sign-in."""
+        return self.web_url + "/dashboards/live"
 
     @property
     def web_url(self) -> str:
-        return f"http://{_connect_host(self.web_host)}:{self.web_port}"
+        return f"{'https' if self.tls else 'http'}://{_connect_host(self.web_host)}:{self.web_port}"
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ def plan_children(
         "PYTHONUNBUFFERED": "1",
     }
     cmd = [python, "-m", "telework"]
+    trust = agent_env(resolved.agent_ca_file)  # the CA `up`'s own agents trust under TLS
     specs = [ChildSpec("gateway", [*cmd, "gateway"], dict(shared))]
     specs += [
         ChildSpec(
@@ -133,9 +139,6 @@ def plan_children(
     specs.append(ChildSpec("builder", [*cmd, "builder"], dict(shared)))
     specs.append(ChildSpec("rollup", [*cmd, "rollup"], dict(shared)))
     specs.append(ChildSpec("retention", [*cmd, "retention", "run"], dict(shared)))
-    if resolved.dashboard_tenant is not None:
-        live = {**shared, "TELEWORK_DASHBOARD_TENANT": resolved.dashboard_tenant}
-        specs.append(ChildSpec("dashboard", [*cmd, "dashboard"], live))
     specs.append(ChildSpec("web", [*cmd, "web"], dict(shared)))
     if demo_tokens_file is not None:
         specs.append(
@@ -150,7 +153,7 @@ def plan_children(
                     "--events-per-s",
                     str(events_per_s),
                 ],
-                {"TELEWORK_GATEWAY_URL": resolved.gateway_ws_url, "PYTHONUNBUFFERED": "1"},
+                {"TELEWORK_GATEWAY_URL": resolved.gateway_ws_url, "PYTHONUNBUFFERED": "1", **trust},
             )
         )
     if camera_token is not None:
@@ -164,6 +167,7 @@ def plan_children(
                     "TELEWORK_AGENT_TOKEN": camera_token,
                     "TELEWORK_AGENT_DATA_DIR": str(resolved.data_dir / CAMERA_AGENT_DIR),
                     "PYTHONUNBUFFERED": "1",
+                    **trust,
                 },
             )
         )
@@ -214,9 +218,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def http_ok(url: str, timeout: float = 1.0) -> bool:
+def http_ok(url: str, timeout: float = 1.0, context: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             return 200 <= int(resp.status) < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -340,6 +344,8 @@ def resolve(
         tenant,
         settings.web_host,
         web_port,
+        settings.tls,
+        dev_ca_beside(settings.tls_cert),
     )
 
 
@@ -357,17 +363,16 @@ class Polled(Protocol):
 
 
 def wait_ready(supervisor: Polled, resolved: Resolved, stop: threading.Event, timeout_s: float) -> int:
-    """Wait for the gateway's /healthz, the web console's port and the dashboard's (when there is a
-    live page); 0 when ready, else an exit code."""
+    """Wait for the gateway's /healthz and the web console's port (which serves the live board too);
+    0 when ready, else an exit code."""
     deadline = time.monotonic() + timeout_s
     healthz = resolved.gateway_http_url + "/healthz"
+    probe = readiness_context(resolved.tls)  # our own children, on this machine (telework/up_tls.py)
     while not stop.is_set():
         decision = supervisor.poll()
         if decision is not None:
             return decision.exit_code or 1
-        no_page = resolved.dashboard_tenant is None
-        page = no_page or port_open(resolved.dashboard_host, resolved.dashboard_port)
-        if http_ok(healthz) and page and port_open(resolved.web_host, resolved.web_port):
+        if http_ok(healthz, context=probe) and port_open(resolved.web_host, resolved.web_port):
             return 0
         if time.monotonic() > deadline:
             log.error("servers not ready in time", extra={"timeout_s": timeout_s, "healthz": healthz})

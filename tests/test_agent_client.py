@@ -13,9 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from agent.backoff import next_delay
-from agent.client import AgentSession, with_seq
+from agent.client import AgentSession
 from agent.outbox import Outbox, events_frame
-from agent.session_parts import SessionOptions, is_fatal_close
+from agent.session_parts import SessionOptions, is_fatal_close, with_seq
 from agent.simulate import day_script, run_simulation
 from core.settings import ServerSettings, sqlite_url
 from realtime import keys

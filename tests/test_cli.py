@@ -300,7 +300,7 @@ RESOLVED = Resolved(
 
 
 def test_plan_children_without_demo() -> None:
-    """Gateway, named workers, builder, rollup, retention, dashboard, web console; all share the URLs
+    """Gateway, named workers, builder, rollup, retention, web console (and live board); all share the URLs
     and ports."""
     specs = plan_children("/py", RESOLVED, 2, "host")
     assert [(s.name, s.argv) for s in specs] == [
@@ -310,7 +310,6 @@ def test_plan_children_without_demo() -> None:
         ("builder", ["/py", "-m", "telework", "builder"]),
         ("rollup", ["/py", "-m", "telework", "rollup"]),
         ("retention", ["/py", "-m", "telework", "retention", "run"]),
-        ("dashboard", ["/py", "-m", "telework", "dashboard"]),
         ("web", ["/py", "-m", "telework", "web"]),
     ]
     for spec in specs:
@@ -325,7 +324,6 @@ def test_plan_children_without_demo() -> None:
         None,
         "host-worker-1",
         "host-worker-2",
-        None,
         None,
         None,
         None,
@@ -358,11 +356,11 @@ def test_plan_children_rejects_zero_workers() -> None:
 
 
 def test_stop_waves_agents_first_workers_last() -> None:
-    """Stop order: simulated agents, then gateway, dashboard and web console, then the workers."""
+    """Stop order: simulated agents, then gateway and web console, then the workers."""
     names = [s.name for s in plan_children("/py", RESOLVED, 2, "h", Path("/t.json"))]
     assert stop_waves(names) == [
         ["agents"],
-        ["gateway", "dashboard", "web"],
+        ["gateway", "web"],
         ["worker-1", "worker-2", "builder", "rollup", "retention"],
     ]
     assert stop_waves(["gateway", "worker-1", "dashboard"]) == [["gateway", "dashboard"], ["worker-1"]]
@@ -461,7 +459,8 @@ def test_up_on_empty_data_folder_starts_and_stops_cleanly(tmp_path: Path) -> Non
         next(line for line in lines if line == b"telework is up.\n")
         banner = [next(lines).decode() for _ in range(6)]
         assert [banner[0], banner[1], banner[5]] == [
-            f"  dashboard: http://127.0.0.1:{dash_port}/  (live page of tenant demo)\n",
+            f"  dashboard: http://127.0.0.1:{web_port}/dashboards/live"
+            "  (live board of tenant demo: sign in)\n",
             f"  console:   http://127.0.0.1:{web_port}/  (web console: sign in)\n",
             f"  gateway:   ws://127.0.0.1:{gw_port}/v1/agent\n",
         ]
@@ -472,9 +471,9 @@ def test_up_on_empty_data_folder_starts_and_stops_cleanly(tmp_path: Path) -> Non
         ]
         assert http_ok(f"http://127.0.0.1:{web_port}/signin")
         wait_until_sync(
-            lambda: len(up.children()) == 10,
+            lambda: len(up.children()) == 9,
             60,
-            what="redis, gateway, worker, builder, rollup, retention, dashboard, web, 2 agent processes",
+            what="redis, gateway, worker, builder, rollup, retention, web, 2 agent processes",
         )
         live = redis_client.Redis.from_url((data / "redis.url").read_text().strip())
 

@@ -29,8 +29,11 @@ from telework.cli import main
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
-HEAD = "0007"
+HEAD = "0011"
 TABLES = {
+    "group_schedule",
+    "holiday_calendar",
+    "tenant_holiday",
     "agent_device",
     "agent_settings_change",
     "alembic_version",
@@ -50,10 +53,15 @@ TABLES = {
     "task_rollup",
     "tenant",
     "tenant_agent_settings",
+    "tenant_policy",
     "tw_group",
     "tw_user",
     "user_agent_settings",
+    "user_legal_hold",
+    "web_api_token",
     "web_credential",
+    "web_recovery_code",
+    "web_second_factor",
     "web_setup_code",
 }
 

@@ -236,6 +236,10 @@ def test_export_user_bundle(engine: Engine, store: EvidenceStore, tmp_path: Path
         "agent_device": 1,
         "web_credential": 1,
         "web_setup_code": 1,
+        "user_legal_hold": 0,
+        "web_second_factor": 0,
+        "web_recovery_code": 0,
+        "web_api_token": 0,
         **audited,
         "tw_user": 1,
     }
@@ -271,7 +275,9 @@ def test_erase_user(settings: ServerSettings, engine: Engine, store: EvidenceSto
         "incident.reviewer_id": 1, "interval": 1, "event": 1, "daily_rollup": 1, "task_rollup": 1,
         "rollup_dirty": 1, "schedule": 1, "membership": 1,
         "user_agent_settings": 1, "agent_settings_change": 1, "agent_settings_change.actor": 1,
-        "agent_device": 1, "web_credential": 1, "web_setup_code": 1, "tw_user": 1, **audited,
+        "agent_device": 1, "web_credential": 1, "web_setup_code": 1, "user_legal_hold": 0, "tw_user": 1,
+        "web_second_factor": 0, "web_recovery_code": 0, "web_api_token": 0,
+        **audited,
     }  # fmt: skip
     assert (report.blobs, report.redis, report.target) == (
         {"evidence": 2, "face_images": 1},

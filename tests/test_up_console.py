@@ -155,9 +155,12 @@ def test_a_minute_of_the_demo_is_quiet_private_and_without_a_traceback(tmp_path:
     assert [line for line in err.splitlines() if not LOUD.match(line)] == []
     assert "[accepted]" not in err and "connection open" not in err
     started = [line.split()[0] for line in up.out if line.endswith(")") and "started (pid" in line]
-    assert started == [*SERVERS, "dashboard", "web", "agents", "camera-agent"]
+    assert started == [*SERVERS, "web", "agents", "camera-agent"]
     banner = up.out[up.out.index("telework is up.") :]
-    assert banner[1].endswith("(live page of tenant demo)")
+    assert re.fullmatch(
+        r"  dashboard: http://127\.0\.0\.1:\d+/dashboards/live  \(live board of tenant demo: sign in\)",
+        banner[1],
+    )
     assert re.fullmatch(r"  console:   http://127\.0\.0\.1:\d+/  \(web console: sign in\)", banner[2])
     roles = [
         re.fullmatch(r"  sign in:   tenant demo, login (\w+), password \S+  \((\w+)\)", x)
@@ -177,7 +180,7 @@ def test_a_minute_of_the_demo_is_quiet_private_and_without_a_traceback(tmp_path:
     ]
     assert re.fullmatch(r".*: http://127\.0\.0\.1:\d+/\?token=[\w-]+", page)
     log = (data / "logs" / "telework.log").read_text()
-    for child in [*SERVERS, "dashboard", "web", "agents", "camera-agent"]:
+    for child in [*SERVERS, "web", "agents", "camera-agent"]:
         assert f" proc={child}\n" in log
     assert_private(data)
 

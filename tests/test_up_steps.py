@@ -70,7 +70,6 @@ def test_split_agents_starts_servers_first_and_agents_after() -> None:
         "builder",
         "rollup",
         "retention",
-        "dashboard",
         "web",
     ]
     assert [s.name for s in agents] == ["agents", "camera-agent"]
@@ -101,13 +100,12 @@ def test_the_live_page_shows_an_existing_tenant_or_none() -> None:
     )
 
 
-def test_without_a_tenant_there_is_no_live_page_and_with_one_it_is_named() -> None:
-    """No tenant: no dashboard child; a tenant: the dashboard child is told which one."""
-    none = dataclasses.replace(RESOLVED, dashboard_tenant=None)
-    assert "dashboard" not in [s.name for s in plan_children("/py", none, 1, "h")]
-    acme = dataclasses.replace(RESOLVED, dashboard_tenant="acme")
-    (dashboard,) = [s for s in plan_children("/py", acme, 1, "h") if s.name == "dashboard"]
-    assert dashboard.env["TELEWORK_DASHBOARD_TENANT"] == "acme"
+def test_the_live_board_is_the_web_consoles_and_no_standalone_page_is_started() -> None:
+    """With or without a tenant no `dashboard` child: the live board is the console's, behind its sign-in."""
+    for tenant in (None, "acme"):
+        resolved = dataclasses.replace(RESOLVED, dashboard_tenant=tenant)
+        assert "dashboard" not in [s.name for s in plan_children("/py", resolved, 1, "h")]
+        assert resolved.dashboard_url == resolved.web_url + "/dashboards/live"
 
 
 def test_private_entries_name_what_up_keeps_in_the_data_folder() -> None:

@@ -50,6 +50,7 @@ class Me(BaseModel):
 class MeChange(Strict):
     name: str | None = Field(default=None, max_length=1000)
     language: Literal["ja", "en"] | None = None
+    time_zone: str | None = Field(default=None, max_length=64)  # an IANA zone; "" for the tenant's
 
 
 class PasswordChange(Strict):
@@ -147,8 +148,10 @@ async def get_me(who: CallerDep) -> Me:
 
 @router.patch("/me", responses={422: {"model": ErrorOut}})
 async def patch_me(body: MeChange, request: Request, who: CallerDep, c: ConsoleDep) -> Me:
-    """Change one's own name and/or language (audited as ``user.update``)."""
-    changes = body.model_dump(exclude_none=True)
+    """Change one's own name, language and/or time zone ("" for the tenant's; audited as ``user.update``)."""
+    changes: dict[str, object] = body.model_dump(exclude_none=True)
+    if changes.get("time_zone") == "":
+        changes["time_zone"] = None
     if changes:
         try:
             await run_in_threadpool(
@@ -163,7 +166,7 @@ async def patch_me(body: MeChange, request: Request, who: CallerDep, c: ConsoleD
     return me_of(principal or who.principal, who.session.csrf)
 
 
-@router.put("/me/password", status_code=204, responses={422: {"model": ErrorOut}})
+@router.put("/me/password", status_code=204, responses={422: {"model": ErrorOut}, 429: {"model": ErrorOut}})
 async def put_password(body: PasswordChange, request: Request, who: CallerDep, c: ConsoleDep) -> Response:
     """Change one's password (the current one required); the user's other sessions end."""
     try:

@@ -41,16 +41,20 @@ class Console:
     hasher: PasswordHasher = field(init=False)
     limits: SignInLimits = field(init=False)
     hash_slots: asyncio.Semaphore = field(init=False)  # argon2 computations at once: one per CPU
+    reader: Engine = field(init=False)  # ``engine`` in autocommit: a read of one request, no BEGIN/ROLLBACK
 
     def __post_init__(self) -> None:
         self.params = params_of(self.settings)
         self.hasher = make_hasher(self.params)
         self.hash_slots = asyncio.Semaphore(os.cpu_count() or 2)
+        # the same pool; a read-only lookup (the principal of every request) saves two round trips
+        self.reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.limits = SignInLimits(
             self.redis,
             window_s=self.settings.web_fail_window_s,
             per_account=self.settings.web_fails_per_account,
             per_address=self.settings.web_fails_per_address,
+            per_account_total=self.settings.web_fails_per_account_total,
         )
 
     @property

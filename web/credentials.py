@@ -20,7 +20,7 @@ from sqlmodel import Session, col
 
 from storage.audit_trail import SYSTEM, AuditAction
 from storage.models import Tenant, User, as_utc
-from storage.web_models import SetupCode, WebCredential
+from storage.web_models import SecondFactor, SetupCode, WebCredential
 from web.audit import at, record, user_actor
 from web.sessions import token_hash
 
@@ -46,20 +46,22 @@ class Account:
     tenant_open: bool
     password_hash: str | None
     version: int
+    second_factor: bool = False  # a TOTP second factor is on: sign-in asks for a code
 
 
 def find_account(engine: Engine, tenant: str, login: str) -> Account | None:
     """The account of ``login`` in ``tenant``, or None."""
     with Session(engine) as s:
         row = s.execute(
-            select(User, col(Tenant.terminated_at), WebCredential)
+            select(User, col(Tenant.terminated_at), WebCredential, col(SecondFactor.enabled_at))
             .join(Tenant, col(User.tenant_id) == col(Tenant.id))
             .outerjoin(WebCredential, col(WebCredential.user_id) == col(User.id))
+            .outerjoin(SecondFactor, col(SecondFactor.user_id) == col(User.id))
             .where(col(User.tenant_id) == tenant, col(User.login) == login)
         ).first()
     if row is None:
         return None
-    user, terminated_at, credential = row
+    user, terminated_at, credential, factor_on = row
     assert user.id is not None
     return Account(
         user_id=user.id,
@@ -69,6 +71,7 @@ def find_account(engine: Engine, tenant: str, login: str) -> Account | None:
         tenant_open=terminated_at is None,
         password_hash=None if credential is None else credential.password_hash,
         version=1 if credential is None else credential.version,
+        second_factor=factor_on is not None,
     )
 
 

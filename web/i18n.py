@@ -4,18 +4,23 @@
 browser's ``Accept-Language``, else Japanese (a tenant in Asia/Tokyo is the common case, and a
 user's language defaults to ``ja``). :func:`text` formats one message. Every key exists in both
 languages (``tests/test_web_pure.py``).
+
+Each console area keeps its own texts in a module ``web/texts_<area>.py`` holding one
+``MESSAGES`` dict of the same shape, named in :data:`PARTS`; they are merged into
+:data:`MESSAGES` here, and a key defined twice stops the import.
 """
 
 from __future__ import annotations
 
 # ruff: noqa: RUF001 - Japanese texts use full-width punctuation on purpose
+import importlib
 from typing import Literal
 
 Language = Literal["ja", "en"]
 LANGUAGES: tuple[Language, ...] = ("ja", "en")
 DEFAULT_LANGUAGE: Language = "ja"
 
-MESSAGES: dict[str, dict[Language, str]] = {
+CORE: dict[str, dict[Language, str]] = {
     "app": {"en": "Telework Supporter", "ja": "テレワークサポーター"},
     "sign_in": {"en": "Sign in", "ja": "サインイン"},
     "sign_out": {"en": "Sign out", "ja": "サインアウト"},
@@ -99,6 +104,32 @@ MESSAGES: dict[str, dict[Language, str]] = {
     "too_large": {"en": "The request is too large.", "ja": "リクエストが大きすぎます。"},
     "back": {"en": "Back", "ja": "戻る"},
 }
+
+PARTS: tuple[str, ...] = (  # modules with the texts of one console area each (``web.texts_devices``)
+    "web.texts_users",
+    "web.texts_devices",
+    "web.texts_dashboards",
+    "web.texts_settings",
+    "web.texts_faces",
+    "web.texts_schedules",
+    "web.texts_security",
+)
+
+
+def merged(tables: list[dict[str, dict[Language, str]]]) -> dict[str, dict[Language, str]]:
+    """Pure: one table from several; a key in two of them is an error naming it."""
+    out: dict[str, dict[Language, str]] = {}
+    for table in tables:
+        for key, texts in table.items():
+            if key in out:
+                raise ValueError(f"console text {key!r} is defined twice")
+            out[key] = texts
+    return out
+
+
+MESSAGES: dict[str, dict[Language, str]] = merged(
+    [CORE, *(importlib.import_module(name).MESSAGES for name in PARTS)]
+)
 
 
 def pick(value: str | None) -> Language | None:

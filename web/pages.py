@@ -11,8 +11,9 @@ from __future__ import annotations
 import hmac
 from pathlib import Path as FilePath
 from typing import Annotated, Any
+from zoneinfo import available_timezones
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +21,6 @@ from starlette.concurrency import run_in_threadpool
 from storage.account_changes import update_user
 from storage.account_rules import AccountError
 from web import signin
-from web.api import MAX_ID
 from web.audit import user_actor
 from web.console import Console
 from web.credentials import CredentialError
@@ -31,6 +31,7 @@ from web.sessions import new_token
 
 TEMPLATES = FilePath(__file__).resolve().parent / "templates"
 ENV = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True))
+ENV.globals["zones"] = sorted(available_timezones())  # the profile's time zone choices (IANA names)
 FormText = Annotated[str, Form(max_length=1000)]
 
 router = APIRouter(include_in_schema=False)
@@ -120,8 +121,11 @@ async def signout_everywhere_form(request: Request, who: CallerDep, c: ConsoleDe
 
 
 @router.get("/setup")
-async def setup_page(request: Request, c: ConsoleDep) -> HTMLResponse:
-    return _pre_page("setup.html", request, c, done=False)
+async def setup_page(
+    request: Request, c: ConsoleDep, code: Annotated[str, Query(max_length=128)] = ""
+) -> HTMLResponse:
+    """The set-up form; ``?code=`` (a link typed or pasted without its ``#``) prefills the code."""
+    return _pre_page("setup.html", request, c, done=False, code=code)
 
 
 @router.post("/setup")
@@ -148,16 +152,6 @@ async def users_page(
     return render("users.html", lang_of(request, who), who=who, users=views, q=q)
 
 
-@router.get("/users/{user_id}")
-async def user_page(
-    request: Request, who: CallerDep, scope: ScopeDep, user_id: Annotated[int, Path(ge=1, le=MAX_ID)]
-) -> HTMLResponse:
-    view = await run_in_threadpool(scope.user, user_id)
-    if view is None:
-        raise Problem(404, "not_found")
-    return render("user.html", lang_of(request, who), who=who, user=view)
-
-
 def _profile_notice(request: Request, lang: Language) -> str | None:
     if request.query_params.get("saved"):
         return text("saved", lang)
@@ -174,13 +168,23 @@ async def profile_page(request: Request, who: CallerDep) -> HTMLResponse:
 
 @router.post("/profile")
 async def profile_form(
-    request: Request, who: CallerDep, c: ConsoleDep, name: FormText, language: FormText, csrf: FormText = ""
+    request: Request,
+    who: CallerDep,
+    c: ConsoleDep,
+    name: FormText,
+    language: FormText,
+    csrf: FormText = "",
+    time_zone: Annotated[str | None, Form(max_length=64)] = None,
 ) -> Response:
+    """Name, language and (when the form sends it) time zone; an empty zone is the tenant's."""
     p = who.principal
+    changes: dict[str, object] = {"name": name, "language": language}
+    if time_zone is not None:
+        changes["time_zone"] = time_zone or None
     try:
         await run_in_threadpool(
             lambda: update_user(
-                c.engine, p.tenant, p.login, {"name": name, "language": language},
+                c.engine, p.tenant, p.login, changes,
                 actor=user_actor(p.user_id), source=address(request),
             )
         )  # fmt: skip

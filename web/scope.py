@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from storage.account_rules import refused_character
-from storage.models import Group, Membership, User
+from storage.models import AgentDevice, Group, Membership, User
 from web.principal import Principal
 
 MAX_PAGE = 200  # users per list request
@@ -57,13 +57,38 @@ class Scope:
         if p.role == "admin":
             return query
         if p.role == "manager" and p.managed_groups:
-            members = select(col(Membership.user_id)).where(
-                col(Membership.tenant_id) == p.tenant,
-                col(Membership.role) == "member",
-                col(Membership.group_id).in_(sorted(p.managed_groups)),
-            )
+            members = (
+                select(col(Membership.user_id))
+                .where(
+                    col(Membership.tenant_id) == p.tenant,
+                    col(Membership.role) == "member",
+                    col(Membership.group_id).in_(sorted(p.managed_groups)),
+                )
+                .correlate(None)
+            )  # never tied to a Membership of a query this one is part of
             return query.where(or_(col(User.id) == p.user_id, col(User.id).in_(members)))
         return query.where(col(User.id) == p.user_id)
+
+    def visible_groups(self) -> Select[Group]:
+        """The groups of the principal's tenant that their role lets them see: an administrator all,
+        a manager those they manage, a worker none."""
+        p = self.principal
+        query = select(Group).where(col(Group.tenant_id) == p.tenant)
+        if p.role == "admin":
+            return query
+        if p.role == "manager" and p.managed_groups:
+            return query.where(col(Group.id).in_(sorted(p.managed_groups)))
+        return query.where(false())
+
+    def visible_agents(self) -> frozenset[str]:
+        """Ids of the agent devices (revoked ones too) whose live state the principal may see: an
+        administrator all of the tenant's (unassigned ones too), others those of the visible users."""
+        query = select(col(AgentDevice.id)).where(col(AgentDevice.tenant_id) == self.principal.tenant)
+        if self.principal.role != "admin":
+            users = self.visible_users().with_only_columns(col(User.id))
+            query = query.where(col(AgentDevice.user_id).in_(users))
+        with Session(self.engine) as s:
+            return frozenset(str(agent) for agent in s.execute(query).scalars())
 
     def users(self, q: str = "", limit: int = 50, offset: int = 0) -> list[UserView]:
         """Visible users whose login or name contains ``q`` (any case), by login."""
@@ -91,6 +116,13 @@ class Scope:
             if row is None:
                 return None
             return _view(row, self._groups(s, [user_id]).get(user_id, ()))
+
+    def user_id_of(self, login: str) -> int | None:
+        """The id of the visible user whose login is exactly ``login``, or None."""
+        query = self.visible_users().with_only_columns(col(User.id)).where(col(User.login) == login)
+        with Session(self.engine) as s:
+            found = s.execute(query).scalar_one_or_none()
+        return None if found is None else int(found)
 
     def _groups(self, s: Session, user_ids: list[int]) -> dict[int, tuple[str, ...]]:
         if not user_ids:

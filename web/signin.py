@@ -7,6 +7,18 @@ rehashes the password when the hashing parameters changed and begins a session. 
 or a terminated tenant fails like a wrong password. Every outcome about an existing user is
 audited (:mod:`web.audit`); a refusal for an unknown account is logged without its login (it may
 be a password typed into the wrong field), at most one line per 10 s.
+
+When the user's TOTP second factor is on (:mod:`web.second_factor`), the right password begins no
+session: :func:`sign_in` raises :class:`CodeNeeded` carrying the token of a short wait in Redis
+(:mod:`web.code_wait`); the application answers it (an API answer naming the wait, or a redirect
+to the code page with a short-lived cookie), and :func:`complete_sign_in` begins the session for
+a code accepted once (TOTP or recovery code), wrong codes counted by the same limits as
+passwords. (An exception, so that the callers of :func:`sign_in` need no change for it.)
+Actions that change how one signs in need a session, not an API token (:func:`session_only`).
+A password change first asks the same limits as a sign-in (429 ``too_many`` before the current
+password is looked at), and a wrong current password counts as a failure. A password change, a
+password set with a set-up code and a sign-out everywhere also revoke the user's API tokens
+(:func:`web.api_tokens.revoke_user_tokens`, audited).
 """
 
 from __future__ import annotations
@@ -23,13 +35,14 @@ from core.ids import SLUG_RE
 from core.logs import LogThrottle
 from storage.account_rules import refused_character
 from storage.audit_trail import AuditAction
-from web import credentials, session_store
+from web import api_tokens, code_wait, credentials, second_factor, session_store
 from web.audit import record, user_actor
 from web.console import Console
+from web.deps import Problem
 from web.passwords import MAX_LENGTH, check, password_problem, spend
 from web.principal import Principal
 from web.ratelimit import Blocked
-from web.sessions import SessionRecord
+from web.sessions import SessionRecord, plausible_token
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -49,6 +62,22 @@ class SignedIn:
 class Refused:
     reason: str  # sign_in_failed | too_many
     retry_after_s: int = 0
+
+
+class CodeNeeded(Problem):
+    """The password was right and the second factor is on: the sign-in waits for a code."""
+
+    def __init__(self, wait_token: str, expires_in_s: int) -> None:
+        super().__init__(401, "second_factor_needed")
+        self.wait_token = wait_token
+        self.expires_in_s = expires_in_s
+
+
+def session_only(token: str) -> None:
+    """Refuse (403 ``api_token_forbidden``) an action made with an API token instead of a session:
+    a token cannot change the password or the second factor, make tokens, or sign out."""
+    if not plausible_token(token):
+        raise Problem(403, "api_token_forbidden")
 
 
 class PasswordRefused(ValueError):
@@ -130,6 +159,10 @@ async def sign_in(
         await run_in_threadpool(
             credentials.replace_hash, console.engine, account.user_id, account.password_hash, new_hash
         )
+    if account.second_factor:
+        waiting = code_wait.Waiting(account.user_id, account.tenant, account.login, account.version, 0)
+        wait_s = console.settings.web_code_wait_s
+        raise CodeNeeded(await code_wait.begin(console.redis, waiting, wait_s), wait_s)
     token, session = await session_store.begin(
         console.redis, user_id=account.user_id, tenant=account.tenant, version=account.version,
         now=console.clock(), address=address, absolute_s=console.settings.web_session_absolute_s,
@@ -140,17 +173,68 @@ async def sign_in(
     return SignedIn(token, session)
 
 
+async def complete_sign_in(console: Console, wait_token: str, code: str, address: str) -> SignedIn | Refused:
+    """The session of a sign-in waiting for its code (:class:`CodeNeeded`), or why not
+    (``second_factor_wait_over``: unknown or expired wait, ``too_many``, ``second_factor_wrong_code``)."""
+    waiting = await code_wait.load(console.redis, wait_token) if plausible_token(wait_token) else None
+    if waiting is None:
+        return Refused("second_factor_wait_over")
+    blocked = await console.limits.blocked(waiting.tenant, waiting.login, address)
+    if blocked is not None:
+        log.warning(
+            "second factor refused: too many failures", extra={"limit": blocked.what, "address": address}
+        )
+        return Refused("too_many", blocked.retry_after_s)
+    keyring = second_factor.keyring_for(console.settings, console.engine)
+    used = await run_in_threadpool(
+        lambda: second_factor.use_code(
+            console.engine, keyring, waiting.tenant, waiting.user_id, code, now=console.clock()
+        )
+    )
+    if used is None:
+        await console.limits.failed(waiting.tenant, waiting.login, address)
+        await code_wait.miss(console.redis, wait_token)
+        await run_in_threadpool(
+            _audit, console, AuditAction.WEB_SIGN_IN_REFUSED, waiting.user_id, waiting.tenant, address,
+            reason="code",
+        )  # fmt: skip
+        return Refused("second_factor_wrong_code")
+    if not await code_wait.take(console.redis, wait_token):
+        return Refused("second_factor_wait_over")
+    token, session = await session_store.begin(
+        console.redis, user_id=waiting.user_id, tenant=waiting.tenant, version=waiting.version,
+        now=console.clock(), address=address, absolute_s=console.settings.web_session_absolute_s,
+    )  # fmt: skip
+    await run_in_threadpool(
+        _audit, console, AuditAction.WEB_SIGN_IN, waiting.user_id, waiting.tenant, address, second_factor=used
+    )
+    return SignedIn(token, session)
+
+
 async def sign_out(console: Console, token: str, session: SessionRecord, address: str) -> None:
+    session_only(token)
     await session_store.end(console.redis, token, session)
     await run_in_threadpool(
         _audit, console, AuditAction.WEB_SIGN_OUT, session.user_id, session.tenant, address
     )
 
 
+async def _revoke_tokens(console: Console, tenant: str, user_id: int, address: str, reason: str) -> int:
+    return await run_in_threadpool(
+        lambda: api_tokens.revoke_user_tokens(
+            console.engine, tenant, user_id, now=console.clock(), actor=user_actor(user_id),
+            source=address, reason=reason,
+        )
+    )  # fmt: skip
+
+
 async def sign_out_everywhere(console: Console, token: str, session: SessionRecord, address: str) -> int:
-    """End every session of the user, this one included; returns how many."""
+    """End every session of the user, this one included, and revoke their API tokens; returns how
+    many sessions ended."""
+    session_only(token)
     ended = await session_store.end_user_sessions(console.redis, session.tenant, session.user_id)
     await session_store.end(console.redis, token, session)
+    await _revoke_tokens(console, session.tenant, session.user_id, address, "sign_out_everywhere")
     await run_in_threadpool(
         _audit,
         console,
@@ -174,7 +258,15 @@ def new_password_hash(console: Console, password: str, login: str = "") -> str:
 async def change_password(
     console: Console, token: str, principal: Principal, current: str, new: str, address: str
 ) -> None:
-    """Replace the password (the current one required); the user's other sessions end, this one stays."""
+    """Replace the password (the current one required, limited as sign-ins: 429 ``too_many``); the
+    user's other sessions end, this one stays; their API tokens are revoked."""
+    session_only(token)
+    blocked = await console.limits.blocked(principal.tenant, principal.login, address)
+    if blocked is not None:
+        log.warning(
+            "password change refused: too many failures", extra={"limit": blocked.what, "address": address}
+        )
+        raise Problem(429, "too_many", seconds=blocked.retry_after_s)
     account = await run_in_threadpool(
         credentials.find_account, console.engine, principal.tenant, principal.login
     )
@@ -194,10 +286,12 @@ async def change_password(
     )  # fmt: skip
     await session_store.end_user_sessions(console.redis, principal.tenant, principal.user_id, keep=token)
     await session_store.set_version(console.redis, token, version)
+    await _revoke_tokens(console, principal.tenant, principal.user_id, address, "password_change")
 
 
 async def set_up(console: Console, code: str, password: str, address: str) -> None:
-    """Set a password with a one-time set-up code; every session the user had ends.
+    """Set a password with a one-time set-up code; every session the user had ends, every API token
+    of theirs is revoked.
 
     CredentialError for an invalid code, PasswordRefused for an unusable password."""
     new_hash = await hashing(console, new_password_hash, console, password)
@@ -207,3 +301,4 @@ async def set_up(console: Console, code: str, password: str, address: str) -> No
         )
     )
     await session_store.end_user_sessions(console.redis, tenant, user_id)
+    await _revoke_tokens(console, tenant, user_id, address, "password_set")

@@ -1,6 +1,7 @@
 """Rollup storage, the database partner of :mod:`workers.analytics` (the maths).
 
-Loads a day range's intervals, incidents and schedules, computes, stores; backfills.
+Loads a day range's intervals, incidents and schedules (with group patterns and holidays),
+computes, stores; backfills.
 A (user, day range) is always recomputed whole from every interval that can touch
 it and its rows replaced in one transaction, so recomputing is idempotent. :mod:`workers.rollup` decides what
 to recompute; :mod:`workers.reports` reads the rows (and :func:`compute_range`
@@ -19,6 +20,7 @@ from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from realtime.protocol import INCIDENT_KINDS, IncidentKind
+from storage import calendars
 from storage.activity import Incident, Interval
 from storage.models import Tenant, User
 from storage.planning import DailyRollup, Schedule, TaskRollup
@@ -58,34 +60,21 @@ def as_utc(value: datetime | None) -> datetime | None:
 # ---------------------------------------------------------------- pure helpers
 
 
-def plan_days(rows: Iterable[Mapping[str, Any]], days: Iterable[date]) -> dict[date, ScheduleDay]:
-    """A user's schedule rows -> the plan of each day: a dated entry wins over weekly ones.
+def plan_days(
+    rows: Iterable[Mapping[str, Any]],
+    days: Iterable[date],
+    group_rows: Sequence[Iterable[Mapping[str, Any]]] = (),
+    holidays: Mapping[date, str] | None = None,
+) -> dict[date, ScheduleDay]:
+    """A user's schedule rows, their groups' rows and the holidays -> the plan of each day.
 
-    A weekly entry applies on its weekday between ``valid_from`` and ``valid_to``
-    (inclusive, either open); an entry without times is a planned day off.
+    The rule is :func:`storage.calendars.plan_of`: the user's dated exception, a group's dated
+    exception, a holiday (a day off), the user's own weekly pattern, a group's weekly pattern.
+    A weekly entry applies on its weekday between ``valid_from`` and ``valid_to`` (inclusive,
+    either open); an entry without times is a planned day off.
     """
-    dated: dict[date, Mapping[str, Any]] = {}
-    weekly: list[Mapping[str, Any]] = []
-    for row in sorted(rows, key=lambda r: r["id"] or 0):
-        if row["day"] is not None:
-            dated.setdefault(row["day"], row)
-        elif row["weekday"] is not None:
-            weekly.append(row)
-    out: dict[date, ScheduleDay] = {}
-    for day in days:
-        plan = dated.get(day) or next(
-            (
-                w
-                for w in weekly
-                if w["weekday"] == day.weekday()
-                and (w["valid_from"] is None or w["valid_from"] <= day)
-                and (w["valid_to"] is None or day <= w["valid_to"])
-            ),
-            None,
-        )
-        if plan is not None:
-            out[day] = ScheduleDay(day, plan["start_time"], plan["end_time"])
-    return out
+    found = calendars.plans(rows, days, group_rows, holidays)
+    return {day: ScheduleDay(day, p.start, p.end) for day, p in found.items()}
 
 
 def daily_row(tenant: str, user_id: int, stats: DayStats, computed_at: datetime) -> dict[str, Any]:
@@ -171,10 +160,13 @@ def compute_range(
     days = days_between(first, last)
     start, end = day_bounds(first, last, tz)
     out: dict[int, list[DayStats]] = {}
+    holidays = calendars.holidays_between(conn, tenant, first, last)
     for chunk in chunks(sorted(set(users)), USERS_PER_QUERY):
         spans, marks, plans = _load(conn, tenant, chunk, start, end)
+        groups = calendars.group_rows_of(conn, tenant, chunk)
         for user in chunk:
-            out[user] = compute_days(spans[user], marks[user], plan_days(plans[user], days), days, tz, now)
+            plan = plan_days(plans[user], days, groups[user], holidays)
+            out[user] = compute_days(spans[user], marks[user], plan, days, tz, now)
     return out
 
 

@@ -1,6 +1,9 @@
 """The retention job, database partner of :mod:`workers.retention` (the rules as values).
 
-Deletes what is older than the retention period, in batches, daily.
+Deletes what is older than the retention period, in batches, daily. Each tenant's period is its
+own (``tenant_policy``, within the service's bounds) or the service's ``retention_days``; nothing
+of a tenant under legal hold, nor of a user under legal hold (their rows, their agents' rows), is
+deleted (:mod:`storage.policies`).
 
 One run (:func:`run_once`):
 
@@ -26,7 +29,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, true, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -36,13 +39,16 @@ from storage.audit_trail import SYSTEM, AuditAction, audit
 from storage.db import open_database
 from storage.evidence_models import EvidenceObject, FaceTemplate
 from storage.evidence_store import EvidenceStore, open_store
-from storage.models import Tenant, utcnow
+from storage.models import AgentDevice, Tenant, utcnow
+from storage.policies import hold_sets, retention_periods
 from storage.purge import PurgeStopped, check_stop, delete_evidence, delete_in_batches, evidence_rows
 from workers.retention import (
     EVIDENCE_MARGIN,
+    Cutoffs,
+    Holds,
     RetentionPolicy,
     RetentionReport,
-    data_cutoff,
+    cutoffs,
     face_erase_cutoff,
 )
 
@@ -52,6 +58,40 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_POLICY = RetentionPolicy()
+
+
+def load_holds(engine: Engine) -> Holds:
+    """The tenants and users under legal hold, and the agents of those users."""
+    tenants, users = hold_sets(engine)
+    agents: frozenset[str] = frozenset()
+    if users:
+        with Session(engine) as s:
+            agents = frozenset(
+                s.execute(
+                    select(col(AgentDevice.id)).where(col(AgentDevice.user_id).in_(sorted(users)))
+                ).scalars()
+            )
+    return Holds(tenants=tenants, users=users, agents=agents)
+
+
+def due(tenant: Any, moment: Any, cuts: Cutoffs, holds: Holds) -> ColumnElement[bool]:
+    """Rows whose ``moment`` is before their tenant's cut-off; none of a tenant under legal hold."""
+    special = sorted(set(cuts.tenants) | holds.tenants)
+    rest = moment < cuts.default
+    if special:
+        rest = and_(tenant.not_in(special), rest)
+    own = [and_(tenant == t, moment < c) for t, c in cuts.tenants.items() if t not in holds.tenants]
+    return or_(rest, *own)
+
+
+def not_held(user: Any, agent: Any, holds: Holds) -> ColumnElement[bool]:
+    """Rows that are not about a user under legal hold (by the row's user, or its agent's)."""
+    conds: list[ColumnElement[bool]] = [true()]
+    if holds.users and user is not None:
+        conds.append(or_(user.is_(None), user.not_in(sorted(holds.users))))
+    if holds.agents and agent is not None:
+        conds.append(or_(agent.is_(None), agent.not_in(sorted(holds.agents))))
+    return and_(*conds)
 
 
 def _protected(engine: Engine, where: ColumnElement[bool]) -> dict[str, set[str]]:
@@ -100,12 +140,17 @@ def _evidence_sweep(
 def _incidents(
     engine: Engine,
     store: EvidenceStore,
-    cutoff: datetime,
+    cuts: Cutoffs,
+    holds: Holds,
     policy: RetentionPolicy,
     stop: threading.Event | None,
 ) -> tuple[int, int, int]:
     """Delete due incidents (not held) with their evidence; returns (deleted, held and kept, evidence)."""
-    ended = func.coalesce(col(Incident.ended_at), col(Incident.started_at)) < cutoff
+    moment = func.coalesce(col(Incident.ended_at), col(Incident.started_at))
+    ended = and_(
+        due(col(Incident.tenant_id), moment, cuts, holds),
+        not_held(col(Incident.user_id), col(Incident.agent_id), holds),
+    )
     with Session(engine) as s:
         held = s.execute(
             select(func.count()).select_from(Incident).where(ended, col(Incident.legal_hold))
@@ -143,17 +188,21 @@ def _incidents(
 def _old_evidence(
     engine: Engine,
     store: EvidenceStore,
-    cutoff: datetime,
+    cuts: Cutoffs,
+    holds: Holds,
     policy: RetentionPolicy,
     stop: threading.Event | None,
 ) -> int:
     protected = _protected(
-        engine, or_(col(Incident.legal_hold), col(Incident.started_at) < cutoff + EVIDENCE_MARGIN)
+        engine, or_(col(Incident.legal_hold), col(Incident.started_at) < cuts.latest() + EVIDENCE_MARGIN)
     )
     return _evidence_sweep(
         engine,
         store,
-        col(EvidenceObject.taken_at) < cutoff,
+        and_(
+            due(col(EvidenceObject.tenant_id), col(EvidenceObject.taken_at), cuts, holds),
+            not_held(col(EvidenceObject.user_id), col(EvidenceObject.agent_id), holds),
+        ),
         lambda r: r[4] is not None or r[2] in protected.get(r[1], ()),
         policy.batch,
         stop,
@@ -161,16 +210,24 @@ def _old_evidence(
 
 
 def _erase_faces(
-    engine: Engine, store: EvidenceStore, tenant: str, policy: RetentionPolicy, stop: threading.Event | None
+    engine: Engine,
+    store: EvidenceStore,
+    tenant: str,
+    holds: Holds,
+    policy: RetentionPolicy,
+    stop: threading.Event | None,
 ) -> tuple[int, int, int]:
-    """Erase a terminated tenant's face templates, their images and its evidence images."""
+    """Erase a terminated tenant's face templates, their images and its evidence images (but a
+    held user's)."""
     templates = images = 0
     while True:
         check_stop(stop)
         with Session(engine) as s:
             rows = s.execute(
                 select(col(FaceTemplate.id), col(FaceTemplate.image_key))
-                .where(col(FaceTemplate.tenant_id) == tenant)
+                .where(
+                    col(FaceTemplate.tenant_id) == tenant, not_held(col(FaceTemplate.user_id), None, holds)
+                )
                 .limit(policy.batch)
             ).all()
         if not rows:
@@ -197,7 +254,10 @@ def _erase_faces(
     evidence = _evidence_sweep(
         engine,
         store,
-        col(EvidenceObject.tenant_id) == tenant,
+        and_(
+            col(EvidenceObject.tenant_id) == tenant,
+            not_held(col(EvidenceObject.user_id), col(EvidenceObject.agent_id), holds),
+        ),
         lambda r: r[4] in held_ids or r[2] in protected.get(r[1], ()),
         policy.batch,
         stop,
@@ -212,21 +272,35 @@ def run_once(
     policy: RetentionPolicy = DEFAULT_POLICY,
     stop: threading.Event | None = None,
 ) -> RetentionReport:
-    """One retention pass as of ``now``; returns what it removed. Safe to repeat or run concurrently."""
-    cutoff = data_cutoff(now, policy)
-    report = RetentionReport(cutoff=cutoff)
-    log.info("retention started", extra={"cutoff": cutoff.isoformat()})
+    """One retention pass as of ``now``; returns what it removed. Safe to repeat or run concurrently.
+
+    Each tenant's cut-off is its own period's (:func:`workers.retention.cutoffs`); ``cutoff`` in
+    the report is the service period's. Tenants and users under legal hold are left alone."""
+    cuts = cutoffs(now, policy, retention_periods(engine))
+    holds = load_holds(engine)
+    report = RetentionReport(cutoff=cuts.default)
+    log.info(
+        "retention started",
+        extra={"cutoff": cuts.default.isoformat(), "own_periods": len(cuts.tenants),
+               "held_tenants": len(holds.tenants), "held_users": len(holds.users)},
+    )  # fmt: skip
     try:
-        n = delete_in_batches(
-            engine, EventRecord, col(EventRecord.id), col(EventRecord.ts) < cutoff, policy.batch, stop
+        events = and_(
+            due(col(EventRecord.tenant_id), col(EventRecord.ts), cuts, holds),
+            not_held(None, col(EventRecord.agent_id), holds),
         )
+        n = delete_in_batches(engine, EventRecord, col(EventRecord.id), events, policy.batch, stop)
         report = report.add(events=n)
-        closed_before = col(Interval.ended_at).is_not(None) & (col(Interval.ended_at) < cutoff)
+        closed_before = and_(
+            col(Interval.ended_at).is_not(None),
+            due(col(Interval.tenant_id), col(Interval.ended_at), cuts, holds),
+            not_held(col(Interval.user_id), col(Interval.agent_id), holds),
+        )
         n = delete_in_batches(engine, Interval, col(Interval.id), closed_before, policy.batch, stop)
         report = report.add(intervals=n)
-        deleted, held, evidence = _incidents(engine, store, cutoff, policy, stop)
+        deleted, held, evidence = _incidents(engine, store, cuts, holds, policy, stop)
         report = report.add(incidents=deleted, held_incidents=held, evidence=evidence)
-        report = report.add(evidence=_old_evidence(engine, store, cutoff, policy, stop))
+        report = report.add(evidence=_old_evidence(engine, store, cuts, holds, policy, stop))
         with Session(engine) as s:
             tenants = list(
                 s.execute(
@@ -234,7 +308,9 @@ def run_once(
                 ).scalars()
             )
         for tenant in tenants:
-            templates, images, evidence = _erase_faces(engine, store, tenant, policy, stop)
+            if tenant in holds.tenants:
+                continue  # under legal hold: nothing of it is erased
+            templates, images, evidence = _erase_faces(engine, store, tenant, holds, policy, stop)
             report = report.add(face_templates=templates, face_images=images, evidence=evidence)
             if templates or images or evidence:
                 report = _with_tenant(report, tenant)

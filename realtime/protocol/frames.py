@@ -24,6 +24,7 @@ from realtime.protocol.events import (
     AgentSettings,
     Event,
 )
+from realtime.protocol.face_templates import TemplatePush
 
 
 class Hello(WireModel):
@@ -53,6 +54,9 @@ class Welcome(WireModel):
     # The largest frame this gateway takes (bytes; above it the session is closed with 1009);
     # None (an older gateway): the protocol's MAX_FRAME_BYTES.
     max_frame_bytes: int | None = Field(default=None, ge=1024, le=MAX_SEQ)
+    # The user's current face template (realtime/protocol/face_templates.py); None: the server
+    # does not say (the agent keeps what it has).
+    face_template: TemplatePush | None = None
 
 
 class Events(WireModel):
@@ -110,7 +114,7 @@ class EvidenceChunk(WireModel):
     type: Literal["evidence_chunk"] = "evidence_chunk"
     sha256: str = Field(pattern=SHA256_PATTERN)  # of the whole image
     kind: Literal["camera", "screen"]
-    purpose: Literal["periodic", "incident"]
+    purpose: Literal["periodic", "incident", "enrollment"]  # enrollment: a face image for the template
     taken_at: Timestamp
     size: int = Field(ge=1, le=MAX_SEQ)  # bytes of the whole image
     offset: int = Field(ge=0, le=MAX_SEQ)
@@ -129,6 +133,7 @@ class EvidenceRejected(WireModel):
     type: Literal["evidence_rejected"] = "evidence_rejected"
     sha256: str
     code: str  # invalid_chunk | too_large | out_of_order | sha256_mismatch | store_unavailable | busy
+    # | face_rejected (an enrollment image refused by the face gate: ``message`` says why)
     message: str
     retry: bool = False
 
@@ -143,7 +148,8 @@ ServerFrame = Annotated[
     | TasksPush
     | Error
     | EvidenceStored
-    | EvidenceRejected,
+    | EvidenceRejected
+    | TemplatePush,
     Field(discriminator="type"),
 ]
 Frame = AgentFrame | ServerFrame
@@ -157,6 +163,7 @@ ServerFrameModel = (
     | Error
     | EvidenceStored
     | EvidenceRejected
+    | TemplatePush
 )
 
 _AGENT_FRAME: TypeAdapter[Hello | Events | Heartbeat] = TypeAdapter(AgentFrame)
@@ -172,4 +179,5 @@ SERVER_FRAME_TYPES: tuple[str, ...] = (
     "error",
     "evidence_stored",
     "evidence_rejected",
+    "template",
 )
