@@ -47,7 +47,7 @@ def redis_url(settings: ServerSettings, needed_by: str, *, published: bool = Tru
     where = f" and no `telework up` is running with data folder {settings.data_dir}" if published else ""
     raise ConfigError(
         "TELEWORK_REDIS_URL",
-        f"not set{where}; {needed_by} needs the Redis the gateway writes to "
+        f"not set{where}; {needed_by} needs the Redis that carries the agents' events "
         "(e.g. redis://127.0.0.1:6379/0); `telework up` starts an embedded Redis and passes it on",
     )
 

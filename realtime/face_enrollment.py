@@ -32,7 +32,7 @@ from core.config import ConfigError
 from core.settings import ServerSettings
 from realtime.protocol import EvidenceChunk, EvidenceRejected, EvidenceStored
 from storage.evidence_store import EvidenceError, EvidenceStore, open_store
-from storage.face_intake import GateFactory, Gates, Limits, Outcome, register
+from storage.face_intake import FaceOutcome, GateFactory, Gates, Limits, register
 from storage.models import AgentDevice
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def agent_actor(agent_id: str) -> str:
     return f"agent:{agent_id}"
 
 
-def answer(sha256: str, outcome: Outcome) -> EvidenceStored | EvidenceRejected:
+def answer(sha256: str, outcome: FaceOutcome) -> EvidenceStored | EvidenceRejected:
     """Pure: the reply to the agent for the intake's ``outcome``."""
     if outcome.image is not None:
         return EvidenceStored(sha256=sha256)
@@ -91,10 +91,10 @@ class FaceEnrollment:
             device = s.get(AgentDevice, agent_id)
         return None if device is None or device.tenant_id != tenant else device.user_id
 
-    def _register(self, tenant: str, agent_id: str, user_id: int, data: bytes) -> Outcome:
+    def _register(self, tenant: str, agent_id: str, user_id: int, data: bytes) -> FaceOutcome:
         gate = self.gates.get()
         if gate is None:
-            return Outcome("", None, None)  # no verdict: the caller answers face_unavailable
+            return FaceOutcome("", None, None)  # no verdict: the caller answers face_unavailable
         return register(
             self.engine, self.store(), gate, self.limits, tenant=tenant, user_id=user_id,
             name=f"enrolled on {agent_id}", data=data, source="agent", actor=agent_actor(agent_id),

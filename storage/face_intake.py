@@ -78,7 +78,7 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class FaceOutcome:
     """One uploaded file: the image stored, or the reason it was refused (nothing stored)."""
 
     name: str
@@ -189,7 +189,7 @@ def register(
     actor: str,
     address: str,
     now: float,
-) -> Outcome:
+) -> FaceOutcome:
     """Gate ``data`` and, if it passes, store it for the user; audited either way."""
     others = (
         []
@@ -210,7 +210,7 @@ def register(
             )  # fmt: skip
             s.commit()
         log.info("face image refused", extra={"tenant": tenant, "user": user_id, "reason": reason})
-        return Outcome(shown, None, reason)
+        return FaceOutcome(shown, None, reason)
     new = NewImage(new.jpeg, new.width, new.height, new.embedding, new.engine, new.model_version, source)
     try:
         with Session(engine) as s:
@@ -222,12 +222,12 @@ def register(
             )  # fmt: skip
             s.commit()
     except FaceImageError as exc:
-        return Outcome(shown, None, str(exc))
+        return FaceOutcome(shown, None, str(exc))
     except Exception:
         face_images.discard_blob(engine, store, tenant, crypto.sha256_hex(new.jpeg))
         raise
     log.info("face image registered", extra={"tenant": tenant, "user": user_id, "image": stored.id})
-    return Outcome(shown, stored, None)
+    return FaceOutcome(shown, stored, None)
 
 
 def audit(

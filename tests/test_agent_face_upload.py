@@ -38,7 +38,7 @@ from storage import face_images
 from storage.accounts import create_agent, create_tenant, create_user
 from storage.audit_models import AuditEntry
 from storage.face_images import FaceImage
-from storage.face_intake import Outcome
+from storage.face_intake import FaceOutcome
 from storage.models import User
 from telework.face_gate import gate_factory
 from tests.agent_world import FAST, master_key
@@ -244,8 +244,8 @@ def test_enrollment_images_go_up_first() -> None:
 def test_answers_name_the_image_and_the_reason() -> None:
     """A stored image is evidence_stored; a refusal is final (no retry) and carries the gate's reason."""
     image = FaceImage(1, 2, "a" * 64, "agent", 4, 4, "dlib", "m1", T0)
-    assert answer("a" * 64, Outcome("x", image, None)) == EvidenceStored(sha256="a" * 64)
-    assert answer("b" * 64, Outcome("x", None, "no face found")) == EvidenceRejected(
+    assert answer("a" * 64, FaceOutcome("x", image, None)) == EvidenceStored(sha256="a" * 64)
+    assert answer("b" * 64, FaceOutcome("x", None, "no face found")) == EvidenceRejected(
         sha256="b" * 64,
         code="face_rejected",
         message=f"enrollment {'b' * 64}: face image refused: no face found",

@@ -83,7 +83,7 @@ def test_progress_and_banner_lines() -> None:
     )
     assert banner_lines(banner) == [
         "telework is up.",
-        "  dashboard: http://127.0.0.1:8701/  (live page of tenant acme)",
+        "  dashboard: http://127.0.0.1:8701/  (live board of tenant acme: sign in)",
         "  console:   http://127.0.0.1:8702/  (web console: sign in)",
         "  gateway:   ws://127.0.0.1:8700/v1/agent",
         "  data:      /d",

@@ -277,9 +277,9 @@ async def walkthrough(walk: Walk, world: World, faces: Path | None, gateway_port
     await walk.shot(wes, "signed-out-worker")
     async with httpx.AsyncClient(base_url=base, follow_redirects=False) as replay:
         again = await replay.get("/users", headers={"Cookie": f"{cookie}={old}"})
-    assert (again.status_code, again.headers["location"]) == (303, "/signin")
+    assert (again.status_code, again.headers["location"]) == (303, "/signin?next=%2Fusers")
     await wes.goto(f"{base}/users")  # the browser itself: back to the sign-in page
-    assert wes.url == f"{base}/signin"
+    assert wes.url == f"{base}/signin?next=%2Fusers"
 
     # 6. A real agent on the device token; the administrator revokes the device; the agent is dropped.
     async with running_agent(gateway_port, token) as (agent, task):

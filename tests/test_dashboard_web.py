@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -183,12 +183,13 @@ async def test_the_hub_shares_one_feed_per_tenant_and_stops_it_after_the_last_pa
 async def test_anonymous_is_sent_to_sign_in_for_the_page_and_its_assets(
     tmp_path: Path, database_url: str, engine: Engine, redis_url: str
 ) -> None:
-    """Without a session, the board, Bokeh's JS and a bad cookie all get a 303 to /signin."""
+    """Without a session, the board, Bokeh's JS and a bad cookie all get a 303 to /signin (and back)."""
     async with boards(tmp_path, database_url, engine, redis_url) as world:
         anon = world.client()
         for path in (LIVE_URL, "/dashboards/static/js/bokeh.min.js", "/dashboards/live/ws"):
             answer = await anon.get(path)
-            assert (answer.status_code, answer.headers["location"]) == (303, "/signin"), path
+            back = "/signin" if "/static/" in path else "/signin?next=" + quote(path, safe="")
+            assert (answer.status_code, answer.headers["location"]) == (303, back), path
         anon.cookies.set(world.app.state.console.session_cookie, "x" * 43)
         assert (await anon.get(LIVE_URL)).status_code == 303
         assert world.app.state.dashboards.pages == {}

@@ -134,7 +134,7 @@ def test_redis_url_prefers_the_setting_then_the_published_file(tmp_path: Path) -
         redis_url(without, "a worker")
     assert str(caught.value) == (
         f"TELEWORK_REDIS_URL: not set and no `telework up` is running with data folder {tmp_path}; "
-        "a worker needs the Redis the gateway writes to (e.g. redis://127.0.0.1:6379/0); "
+        "a worker needs the Redis that carries the agents' events (e.g. redis://127.0.0.1:6379/0); "
         "`telework up` starts an embedded Redis and passes it on"
     )
     (tmp_path / "redis.url").write_text("redis://127.0.0.1:2/0\n")

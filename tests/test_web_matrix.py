@@ -93,7 +93,7 @@ async def test_each_caller_gets_exactly_the_allowed_answer_on_every_route(world:
             elif caller in BETA and answer.is_success and case.leaks and case.leaks(call, answer):
                 wrong.append(f"{case.method} {case.path} as {caller}: the answer shows acme's object")
             if caller == "anon" and answer.status_code == 303:
-                assert answer.headers["location"] == "/signin", (case.method, case.path)
+                assert answer.headers["location"].split("?")[0] == "/signin", (case.method, case.path)
     assert wrong == []
 
 

@@ -218,7 +218,7 @@ async def test_a_session_ends_at_its_absolute_time_however_busy(world: World) ->
     answer = await client.get("/api/v1/me")
     assert (answer.status_code, answer.json()["error"]) == (401, "not_signed_in")
     page = await client.get("/users")
-    assert (page.status_code, page.headers["location"]) == (303, "/signin")
+    assert (page.status_code, page.headers["location"]) == (303, "/signin?next=%2Fusers")
 
 
 async def test_sign_out_ends_one_session_and_sign_out_everywhere_ends_all(world: World) -> None:

@@ -71,7 +71,7 @@ def face_out(image: FaceImage) -> FaceOut:
 
 async def register_all(
     request: Request, who: Caller, c: Console, user_id: int, files: list[UploadFile]
-) -> list[faces.Outcome]:
+) -> list[faces.FaceOutcome]:
     """Gate and store each uploaded file for the user (the caller already checked who may);
     announce the user's new template when one was stored."""
     if not 1 <= len(files) <= MAX_FILES:
@@ -80,11 +80,11 @@ async def register_all(
     gate = await gate_of(parts)
     store = parts.store(c.engine)
     tenant = who.principal.tenant
-    outcomes: list[faces.Outcome] = []
+    outcomes: list[faces.FaceOutcome] = []
     for upload in files:
         data = await upload.read(parts.limits.max_bytes + 1)  # a larger file is refused by its length
 
-        def one(data: bytes = data, name: str = upload.filename or "file") -> faces.Outcome:
+        def one(data: bytes = data, name: str = upload.filename or "file") -> faces.FaceOutcome:
             return faces.register(
                 c.engine, store, gate, parts.limits, tenant=tenant, user_id=user_id, name=name, data=data,
                 source="console", actor=user_actor(who.principal.user_id), address=address(request),

@@ -51,6 +51,7 @@ from web import keys
 from web.console import Console
 from web.deps import Problem, caller
 from web.i18n import language_for, text
+from web.pages import signin_location  # back to the board after signing in
 from web.principal import Principal, load_principal
 from web.scope import Scope
 from web.sessions import SessionRecord, expiry, token_hash
@@ -278,7 +279,9 @@ class SignedInOnly:
         if kind == "websocket":
             await send({"type": "websocket.close", "code": REFUSED})
             return
-        await RedirectResponse("/signin", status_code=303)(scope, receive, send)
+        asset = str(scope.get("path", "")).startswith(STATIC)  # only a page is worth coming back to
+        where = "/signin" if asset else signin_location(Request(scope))
+        await RedirectResponse(where, status_code=303)(scope, receive, send)
 
 
 def mount(app: FastAPI, console: Console) -> Dashboards:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 from pathlib import Path as FilePath
 from typing import Annotated, Any
+from urllib.parse import urlencode
 from zoneinfo import available_timezones
 
 from fastapi import APIRouter, Form, Query, Request
@@ -51,6 +52,30 @@ def render(
     return HTMLResponse(html, status_code=status)
 
 
+MAX_NEXT = 1000  # characters of a return address
+
+
+def safe_next(value: str | None) -> str | None:
+    """Pure: ``value`` when it is a path of this site to return to after sign-in, else None.
+
+    Only ``/...`` paths: never another origin (``//host``, ``/\\host``, a scheme), no control
+    characters or backslashes, not the sign-in page itself, at most :data:`MAX_NEXT` characters."""
+    if not value or len(value) > MAX_NEXT or not value.startswith("/") or value.startswith("//"):
+        return None
+    if "\\" in value or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return None
+    if value == "/signin" or value.startswith(("/signin?", "/signin/")):
+        return None
+    return value
+
+
+def signin_location(request: Request) -> str:
+    """The sign-in page, returning afterwards to a page asked for with GET (``?next=``)."""
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    back = safe_next(here) if request.method == "GET" else None
+    return "/signin" if back is None or back == "/" else f"/signin?{urlencode({'next': back})}"
+
+
 def lang_of(request: Request, who: Caller | None = None) -> Language:
     return language_for(
         None if who is None else who.principal.language,
@@ -80,16 +105,33 @@ async def home(who: CallerDep) -> RedirectResponse:
 @router.get("/signin")
 async def signin_page(request: Request, c: ConsoleDep) -> HTMLResponse:
     notice = text("signed_out", lang_of(request)) if request.query_params.get("out") else None
-    return _pre_page("signin.html", request, c, tenant="", login="", notice=notice)
+    back = safe_next(request.query_params.get("next")) or ""
+    return _pre_page("signin.html", request, c, tenant="", login="", notice=notice, next=back)
 
 
 @router.post("/signin")
 async def signin_form(
-    request: Request, c: ConsoleDep, tenant: FormText, login: FormText, password: FormText, pre: FormText = ""
+    request: Request,
+    c: ConsoleDep,
+    tenant: FormText,
+    login: FormText,
+    password: FormText,
+    pre: FormText = "",
+    next: FormText = "",
 ) -> Response:
     lang = lang_of(request)
+    back = safe_next(next)
     if not _pre_ok(request, c, pre):
-        return _pre_page("signin.html", request, c, 403, tenant=tenant, login=login, error=text("csrf", lang))
+        return _pre_page(
+            "signin.html",
+            request,
+            c,
+            403,
+            tenant=tenant,
+            login=login,
+            error=text("csrf", lang),
+            next=back or "",
+        )
     outcome = await signin.sign_in(c, tenant, login, password, address(request))
     if isinstance(outcome, signin.Refused):
         status, error = (
@@ -97,8 +139,10 @@ async def signin_form(
             if outcome.reason == "too_many"
             else (401, text("sign_in_failed", lang))
         )
-        return _pre_page("signin.html", request, c, status, tenant=tenant, login=login, error=error)
-    response = RedirectResponse("/users", status_code=303)
+        return _pre_page(
+            "signin.html", request, c, status, tenant=tenant, login=login, error=error, next=back or ""
+        )
+    response = RedirectResponse(back or "/users", status_code=303)
     response.set_cookie(c.session_cookie, outcome.token, **c.cookie_options())  # type: ignore[arg-type]
     response.delete_cookie(c.pre_cookie, path="/", secure=c.settings.web_secure_cookie, httponly=True)
     return response
@@ -209,7 +253,7 @@ async def password_form(
 def problem_page(request: Request, problem: Problem) -> Response:
     """The page answering a refused page request: sign-in for 401, else the message with its status."""
     if problem.status == 401:
-        return RedirectResponse("/signin", status_code=303)
+        return RedirectResponse(signin_location(request), status_code=303)
     lang = lang_of(request)
     return render(
         "message.html", lang, status=problem.status, error=text(problem.code, lang, **problem.facts)

@@ -43,7 +43,7 @@ def _page(
     user: UserView,
     images: list[FaceImage],
     *,
-    results: list[faces.Outcome] | None = None,
+    results: list[faces.FaceOutcome] | None = None,
     notice: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
