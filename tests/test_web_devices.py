@@ -228,7 +228,8 @@ async def test_the_pages_speak_the_users_language_and_offer_actions_to_administr
     mika, _ = await world.signed_in("mika")
     page = await mika.get("/devices/pc-p")
     assert page.status_code == 200
-    assert "端末" in page.text and "/revoke" not in page.text and "/token" not in page.text
+    assert "端末" in page.text and "/devices/pc-p/revoke" not in page.text
+    assert "/devices/pc-p/token" not in page.text and "/devices/pc-p/user" not in page.text
 
 
 async def test_the_revoke_and_reassign_forms_redirect_to_the_device_with_a_notice(world: World) -> None:
